@@ -1,0 +1,178 @@
+"""The ``agri3s`` command (DESIGN.md). Exit codes: 0 done, 1 failed, 2 bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .errors import Agri3sError, InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="agri_3s: Sentinel-2 underwriting verification and loss assessment.")
+parcels_app = typer.Typer(no_args_is_help=True, help="Parcel file checks.")
+app.add_typer(parcels_app, name="parcels")
+err = Console(stderr=True)
+out = Console()
+
+
+@contextlib.contextmanager
+def _progress():
+    """A rich progress display; yields the ``progress(step, done, total)`` callback jobs take."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=False) as bar:
+        tasks: dict = {}
+
+        def report(step: str, done: int, total: int) -> None:
+            if step not in tasks or bar.tasks[tasks[step]].finished:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done)
+
+        yield report
+
+
+def _written(files: dict) -> None:
+    for name, path in files.items():
+        out.print(f"  {name}: {path}")
+
+
+@app.command()
+def demo(out_dir: Path = typer.Option(Path("maps/demo"), "--out", help="output folder"),
+         lang: str = typer.Option("zh", help="map language: zh | en")):
+    """Sample data → underwriting + loss assessment + maps; prints what it wrote."""
+    from .pipeline import demo as run_demo
+
+    t0 = time.perf_counter()
+    with _progress() as report:
+        files = run_demo(out_dir, lang=lang, progress=report)
+    out.print(f"[bold]agri_3s demo[/bold] wrote ({time.perf_counter() - t0:.0f} s):")
+    _written(files)
+    out.print(Path(files["summary.txt"]).read_text(encoding="utf-8"))
+
+
+@app.command("sample-data")
+def sample_data(out_dir: Optional[Path] = typer.Option(None, "--out",
+                help="folder (default sample_data/generated)")):
+    """(Re)generate the synthetic sample county (deterministic)."""
+    from .sample import generate_sample, ensure_sample
+
+    paths = generate_sample(out_dir) if out_dir else ensure_sample()
+    out.print(f"sample written to {paths.root}")
+
+
+@app.command()
+def underwrite(parcels: Path, imagery: str = typer.Option(..., help="local:PATH"),
+               season: str = typer.Option(..., help="START/END, e.g. 2024-10-01/2025-06-15"),
+               out_dir: Path = typer.Option(Path("maps/underwrite"), "--out"),
+               calendar: Optional[Path] = typer.Option(None, help="crop calendar TOML"),
+               region: Optional[str] = typer.Option(None, help="calendar region"),
+               crs: Optional[str] = typer.Option(None, help="CRS of the parcel coordinates"),
+               include_pii: bool = typer.Option(False, help="keep farmer names / id numbers"),
+               lang: str = typer.Option("zh", help="map language: zh | en")):
+    """Underwriting verification: a green / yellow / red verdict per parcel."""
+    from .pipeline import underwrite as run
+
+    with _progress() as report:
+        result = run(parcels, imagery, season, out=out_dir, calendar=calendar, region=region,
+                     crs=crs, include_pii=include_pii, lang=lang, progress=report)
+    out.print(f"verdicts: {result.table['status'].value_counts().to_dict()}")
+    _written(result.files)
+
+
+@app.command()
+def assess(parcels: Path, imagery: str = typer.Option(..., help="local:PATH"),
+           event: Path = typer.Option(..., help="event TOML"),
+           out_dir: Path = typer.Option(Path("maps/assess"), "--out"),
+           calendar: Optional[Path] = typer.Option(None, help="crop calendar TOML"),
+           payout_threshold: float = typer.Option(0.30, help="no payout below this loss rate"),
+           total_loss_at: float = typer.Option(0.80, help="paid as total loss from this rate"),
+           deductible: float = typer.Option(0.0, help="absolute deductible rate"),
+           crs: Optional[str] = typer.Option(None, help="CRS of the parcel coordinates"),
+           include_pii: bool = typer.Option(False, help="keep farmer names / id numbers"),
+           lang: str = typer.Option("zh", help="map language: zh | en")):
+    """Loss assessment: loss rate, damaged area and indemnity per parcel for one event."""
+    from .decisions.indemnity import PolicyTerms
+    from .pipeline import assess as run
+
+    terms = PolicyTerms(payout_threshold, total_loss_at, deductible)
+    with _progress() as report:
+        result = run(parcels, imagery, event, out=out_dir, terms=terms, calendar=calendar,
+                     crs=crs, include_pii=include_pii, lang=lang, progress=report)
+    t = result.table
+    out.print(f"claims: {t['status'].value_counts().to_dict()}; "
+              f"indemnity total {t['indemnity_cny'].sum():,.2f} CNY")
+    _written(result.files)
+
+
+@app.command("map")
+def map_cmd(results: List[Path], out_file: Path = typer.Option(Path("maps/map.html"), "--out"),
+            lang: str = typer.Option("zh", help="zh | en"),
+            show_pii: bool = typer.Option(False, help="show farmer names (internal use only)")):
+    """An adjuster map from one or more result folders."""
+    from .pipeline import map_results
+
+    out.print(f"map: {map_results(results, out_file, lang=lang, show_pii=show_pii)}")
+
+
+@app.command()
+def run(job: Path):
+    """Run a job file (pipelines/*.toml)."""
+    from .pipeline import run_job
+
+    with _progress() as report:
+        result = run_job(job, progress=report)
+    _written(result.files)
+
+
+@parcels_app.command("check")
+def parcels_check(parcels: Path, out_dir: Path = typer.Option(Path("maps/parcels_check"), "--out"),
+                  crs: Optional[str] = typer.Option(None, help="CRS of the parcel coordinates")):
+    """Validate a parcel file: a status and reasons per row; exits 2 only if nothing is usable."""
+    from .outputs.export import write_table
+    from .pipeline import load_parcels
+
+    gdf = load_parcels(parcels, crs)
+    report = write_table(gdf.drop(columns="geometry"), out_dir / "parcels_report.csv")
+    rejects = gdf[gdf["validity"] == "rejected"]
+    files = {"report": report}
+    if len(rejects):
+        files["rejects"] = write_table(rejects, out_dir / "rejects.gpkg")
+    out.print(f"parcels: {gdf['validity'].value_counts().to_dict()}")
+    _written(files)
+    if len(rejects) == len(gdf):
+        raise InputError("no usable parcel in the file.", source=parcels,
+                         fix="see parcels_report.csv for each row's reasons")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: maps errors to exit codes (2 bad input, 1 failure)."""
+    try:
+        app(args=argv, standalone_mode=False)
+        return 0
+    except InputError as exc:
+        err.print(f"[red]bad input:[/red] {exc}")
+        return 2
+    except Agri3sError as exc:
+        err.print(f"[red]failed:[/red] {exc}")
+        return 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return 2
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Underwriting verification: was the declared crop planted on the declared area this season?
+
+Rules (each with a reason code, see :mod:`.reasons`), applied to the parcel's clear observations
+(``clear_fraction ≥ min_clear_fraction``) inside the season:
+
+* **red** — no crop canopy in the calendar's peak window (NDVI p75 below the crop's
+  ``peak_ndvi_min``; p75 so a half-planted parcel reads as partial, not as unplanted);
+  vegetation already present through the sowing window (another crop / perennial); or a canopy
+  only outside the peak window (another crop's timing); or less than ``red_planted_fraction``
+  of the parcel planted.
+* **yellow** — partly planted (``planted_fraction`` below ``yellow_planted_fraction``); measured
+  planted area short of the declared area beyond ``area_tolerance``; no or late emergence; the
+  parcel is too small to judge (fewer whole pixels than the series' ``min_full_pixels``).
+* **green** — none of the above.
+* **no_data** — no pixels, too few clear observations, or none in the peak window.
+* **invalid** — the parcel's geometry or attributes were rejected on input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..types import Season
+from .calendar import CropCalendar, calendar_for
+from ..reasons import join_reasons, reason
+
+
+@dataclass(frozen=True)
+class PlantingRules:
+    """Thresholds of the planting verdict (all overridable in a job file's ``[rules]``)."""
+
+    min_clear_fraction: float = 0.6
+    #: Fewer clear observations in the season → ``no_data``.
+    min_observations: int = 5
+    #: Highest NDVI that still counts as bare soil / stubble.
+    bare_ndvi_max: float = 0.35
+    #: NDVI that marks emergence (first clear observation at or above it after sowing).
+    emergence_ndvi: float = 0.30
+    late_emergence_days: int = 20
+    yellow_planted_fraction: float = 0.8
+    red_planted_fraction: float = 0.3
+    #: Allowed shortfall of measured planted area against the declared area.
+    area_tolerance: float = 0.15
+
+
+def _dates(times) -> np.ndarray:
+    return np.asarray(times, dtype="datetime64[D]")
+
+
+def _in(d: np.ndarray, window: tuple[dt.date, dt.date]) -> np.ndarray:
+    return (d >= np.datetime64(window[0])) & (d <= np.datetime64(window[1]))
+
+
+def _verdict_row(obs: pd.DataFrame, cal: CropCalendar, season: Season, rules: PlantingRules,
+                 area_mu: float, declared_mu: float, small: bool, full_pixels: int) -> dict:
+    """Verdict for one parcel from its clear observations (columns time, mean, p75, veg)."""
+    d = _dates(obs["time"])
+    row: dict = {"clear_observations": len(obs)}
+    peak_w = cal.peak.within(season)
+    peak_obs = obs[_in(d, peak_w)]
+    if len(obs) < rules.min_observations:
+        return {**row, "status": "no_data", **join_reasons([reason("FEW_CLEAR_OBS", n=len(obs))])}
+    if peak_obs.empty:
+        return {**row, "status": "no_data", **join_reasons([reason("NO_PEAK_OBS")])}
+
+    best = peak_obs.loc[peak_obs["mean"].idxmax()]
+    canopy_p75 = float(peak_obs["p75"].max())
+    planted_fraction = float(peak_obs["veg"].max())
+    measured = area_mu * planted_fraction
+    ratio = measured / declared_mu if declared_mu and declared_mu > 0 else np.nan
+    sow = cal.sowing.within(season)
+    emerg_w = cal.emergence.within(season)
+    after_sowing = obs[(d >= np.datetime64(sow[0])) & (d <= np.datetime64(peak_w[1]))]
+    risen = after_sowing[after_sowing["mean"] >= rules.emergence_ndvi]
+    emergence = pd.Timestamp(risen["time"].iloc[0]).date() if len(risen) else None
+    row.update(planted_fraction=planted_fraction, emergence_date=emergence,
+               peak_ndvi=float(best["mean"]), peak_date=pd.Timestamp(best["time"]).date(),
+               measured_area_mu=measured, area_ratio=ratio)
+
+    red, yellow, info = [], [], []
+    sowing_obs = obs[_in(d, (sow[0] - dt.timedelta(days=15), sow[1] + dt.timedelta(days=10)))]
+    if len(sowing_obs) >= 2 and sowing_obs["mean"].min() > rules.bare_ndvi_max:
+        red.append(reason("CROP_MISMATCH_SOWING", ndvi=float(sowing_obs["mean"].min())))
+    if canopy_p75 < cal.peak_ndvi_min:
+        late = obs[(_dates(obs["time"]) > np.datetime64(peak_w[1]))
+                   & (obs["p75"] >= cal.peak_ndvi_min)]
+        if len(late):
+            red.append(reason("CROP_MISMATCH_TIMING",
+                              date=str(pd.Timestamp(late["time"].iloc[0]).date())))
+        else:
+            red.append(reason("NOT_PLANTED", p75=canopy_p75, min=cal.peak_ndvi_min))
+    elif planted_fraction < rules.red_planted_fraction:
+        red.append(reason("PARTIAL_PLANTING", pct=planted_fraction))
+    elif planted_fraction < rules.yellow_planted_fraction:
+        yellow.append(reason("PARTIAL_PLANTING", pct=planted_fraction))
+    if not red:
+        if emergence is None:
+            yellow.append(reason("NO_EMERGENCE"))
+        elif emergence > emerg_w[1] + dt.timedelta(days=rules.late_emergence_days):
+            yellow.append(reason("LATE_EMERGENCE", date=str(emergence)))
+    if np.isfinite(ratio) and ratio < 1 - rules.area_tolerance:
+        yellow.append(reason("AREA_SHORTFALL", measured=measured, declared=declared_mu,
+                             ratio=ratio))
+    elif np.isfinite(ratio) and ratio > 1 + rules.area_tolerance:
+        info.append(reason("AREA_EXCESS", measured=measured, declared=declared_mu))
+    if small:
+        yellow.append(reason("SMALL_PARCEL", n=full_pixels))
+    status = "red" if red else "yellow" if yellow else "green"
+    reasons = red + yellow + info or [reason("PLANTED")]
+    # confidence: enough clear looks (season and peak), enough whole pixels, and a clear margin
+    margin = min(1.0, abs(canopy_p75 - cal.peak_ndvi_min) / 0.1)
+    confidence = (min(1.0, len(obs) / 10) * min(1.0, len(peak_obs) / 3)
+                  * min(1.0, full_pixels / 8) * (0.5 + 0.5 * margin))
+    return {**row, "status": status, "confidence": round(confidence, 2), **join_reasons(reasons)}
+
+
+def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, season: Season,
+                    rules: PlantingRules = PlantingRules(), *, region: str | None = None
+                    ) -> pd.DataFrame:
+    """One verdict per parcel (every input parcel appears, in input order).
+
+    Parameters
+    ----------
+    series : parcel-series Dataset (dims parcel, time) covering the season.
+    parcels : table with ``parcel_id``, ``crop``, ``declared_area_mu``, ``area_mu`` (measured
+        polygon area) and, from validation, ``validity`` (ok|repaired|rejected) and
+        ``validity_reasons``.
+    calendars : from :func:`~agri_3s.decisions.calendar.load_calendars`.
+
+    Examples
+    --------
+    >>> verdicts = verify_planting(series, parcels, load_calendars(), Season.parse(
+    ...     "2024-10-01/2025-06-15"))                                    # doctest: +SKIP
+    >>> verdicts["status"].value_counts()                                # doctest: +SKIP
+    """
+    s = series.sel(time=slice(np.datetime64(season.start), np.datetime64(season.end)))
+    index = {pid: i for i, pid in enumerate(s["parcel_id"].values)}
+    mean, p75, veg = (s[v].values for v in ("ndvi_mean", "ndvi_p75", "vegetated_fraction"))
+    clear = s["clear_fraction"].values
+    times = s["time"].values
+    rows = []
+    for rec in parcels.itertuples(index=False):
+        pid = str(rec.parcel_id)
+        base = {"parcel_id": pid, "policy_id": getattr(rec, "policy_id", None), "crop": rec.crop,
+                "declared_area_mu": rec.declared_area_mu, "parcel_area_mu": rec.area_mu}
+        if getattr(rec, "validity", "ok") == "rejected":
+            rows.append({**base, "status": "invalid", "reasons": rec.validity_reasons,
+                         "reasons_zh": getattr(rec, "validity_reasons_zh", rec.validity_reasons),
+                         "reasons_en": getattr(rec, "validity_reasons_en", rec.validity_reasons)})
+            continue
+        cal = calendar_for(calendars, rec.crop, region)
+        i = index.get(pid)
+        if cal is None:
+            rows.append({**base, "status": "no_data",
+                         **join_reasons([reason("UNKNOWN_CROP", crop=rec.crop)])})
+            continue
+        full = int(s["full_pixels"].values[i]) if i is not None else 0
+        base.update(full_pixels=full, pixel_rule=str(s["pixel_rule"].values[i]) if i is not None
+                    else "none")
+        if i is None or float(s["weight_sum"].values[i]) == 0:
+            rows.append({**base, "status": "no_data", **join_reasons([reason("NO_PIXELS")])})
+            continue
+        ok = (clear[i] >= rules.min_clear_fraction) & np.isfinite(mean[i])
+        obs = pd.DataFrame({"time": times[ok], "mean": mean[i][ok], "p75": p75[i][ok],
+                            "veg": veg[i][ok]}).reset_index(drop=True)
+        rows.append({**base, **_verdict_row(obs, cal, season, rules, rec.area_mu,
+                                            rec.declared_area_mu,
+                                            bool(s["small_parcel"].values[i]), full)})
+    cols = ["parcel_id", "policy_id", "crop", "status", "reasons", "reasons_zh", "reasons_en",
+            "planted_fraction", "emergence_date", "peak_ndvi", "peak_date", "measured_area_mu",
+            "declared_area_mu", "parcel_area_mu", "area_ratio", "clear_observations",
+            "full_pixels", "pixel_rule", "confidence"]
+    return pd.DataFrame(rows).reindex(columns=cols)

@@ -1,0 +1,76 @@
+"""The one imagery-source protocol and the image-cube contract every source returns.
+
+Cube contract (DESIGN.md): ``xarray.Dataset`` with dims ``(time, y, x)``; variables named by band
+(``blue green red nir swir16 scl``); reflectance float32 in 0–1 with the L2A processing-baseline
+offset removed (NaN = no data); ``scl`` uint8 (0 = no data); CRS and grid attached with odc-geo
+coordinates; ``time`` grouped by solar day. Arrays may be dask-backed so a date is read only
+when it is needed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import xarray as xr
+from odc.geo.geobox import GeoBox
+from odc.geo.xr import xr_coords
+
+#: Sentinel-2 band ids → cube variable names.
+BAND_NAMES = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir", "B11": "swir16", "SCL": "scl"}
+#: Bands a parcel series needs; the others are read when present.
+REQUIRED_BANDS = ("B04", "B08", "SCL")
+DEFAULT_BANDS = ("B03", "B04", "B08", "B11", "SCL")
+
+#: First day of L2A processing baseline 04.00, which adds BOA_ADD_OFFSET = -1000 to every DN.
+BASELINE_04_START = dt.date(2022, 1, 25)
+L2A_QUANTIFICATION = 10_000.0
+
+
+def default_boa_offset(acquired: dt.date) -> float:
+    """The L2A reflectance offset to *add* to DNs when metadata does not say: −1000 from 2022-01-25."""
+    return -1000.0 if acquired >= BASELINE_04_START else 0.0
+
+
+def dn_to_reflectance(dn: np.ndarray, boa_add_offset: float) -> np.ndarray:
+    """L2A digital numbers → float32 reflectance; DN 0 (no data) → NaN.
+
+    >>> dn_to_reflectance(np.array([0, 1000, 3000], np.uint16), -1000.0)
+    array([ nan, 0. , 0.2], dtype=float32)
+    """
+    refl = (dn.astype(np.float32) + np.float32(boa_add_offset)) / np.float32(L2A_QUANTIFICATION)
+    refl[dn == 0] = np.nan
+    return refl
+
+
+def solar_day(utc: np.datetime64 | dt.datetime, lon: float) -> dt.date:
+    """The local solar date of an acquisition: UTC shifted by longitude (15° per hour)."""
+    t = np.datetime64(utc, "s").astype(dt.datetime)
+    return (t + dt.timedelta(hours=lon / 15.0)).date()
+
+
+def cube_from_arrays(arrays: dict[str, object], times: Sequence[np.datetime64], geobox: GeoBox,
+                     attrs: dict | None = None) -> xr.Dataset:
+    """Assemble the cube contract from ``{variable: (time, y, x) array}`` (numpy or dask)."""
+    coords = {"time": np.asarray(times, dtype="datetime64[ns]"), **xr_coords(geobox)}
+    data = {name: (("time", "y", "x"), arr) for name, arr in arrays.items()}
+    ds = xr.Dataset(data, coords=coords, attrs=dict(attrs or {}))
+    for name in ds.data_vars:
+        ds[name].attrs["grid_mapping"] = "spatial_ref"
+    return ds
+
+
+@runtime_checkable
+class ImagerySource(Protocol):
+    """Anything that turns (parcel footprint, period) into the cube contract.
+
+    ``load(bounds, crs, start, end, *, bands=DEFAULT_BANDS)`` returns a lazily evaluated cube
+    covering ``bounds`` (given in ``crs``) for acquisitions within ``[start, end]``; ``describe()``
+    returns what the run manifest records about the source (never credentials).
+    """
+
+    def load(self, bounds: tuple[float, float, float, float], crs: object, start: dt.date,
+             end: dt.date, *, bands: Sequence[str] = DEFAULT_BANDS) -> xr.Dataset: ...
+
+    def describe(self) -> dict: ...

@@ -1,0 +1,122 @@
+"""Parcel statistics against a brute-force per-pixel computation (independent of the engine)."""
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+from odc.geo.geobox import GeoBox
+
+from agri_3s.sources.base import cube_from_arrays
+from agri_3s.timeseries.zonal import coverage_fractions, parcel_series, pixel_weights, weighted_quantiles
+
+
+def _grid(res=(10.0, 10.0), shape=(30, 40)):
+    return GeoBox(shape, Affine(res[0], 0, 500000, 0, -res[1], 4000000), "EPSG:32650")
+
+
+def _brute_fractions(geom, geobox):
+    """Pixel-by-pixel shapely intersection: the slow, obvious way."""
+    t, (h, w) = geobox.transform, geobox.shape
+    out = np.zeros(h * w)
+    for r in range(h):
+        for c in range(w):
+            px = shapely.box(t.c + c * t.a, t.f + (r + 1) * t.e, t.c + (c + 1) * t.a, t.f + r * t.e)
+            out[r * w + c] = geom.intersection(px).area / abs(t.a * t.e)
+    return out
+
+
+def _random_quad(rng, cx, cy, size):
+    ang = np.sort(rng.uniform(0, 2 * np.pi, 4))
+    rad = rng.uniform(0.5, 1.0, 4) * size
+    return shapely.Polygon(np.column_stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)]))
+
+
+@pytest.mark.parametrize("res", [(10.0, 10.0), (9.995, 10.005), (20.0, 20.0)])
+def test_coverage_fractions_equal_brute_force(res):
+    rng = np.random.default_rng(1)
+    gb = _grid(res)
+    geoms = [_random_quad(rng, 500000 + rng.uniform(40, 360), 4000000 - rng.uniform(40, 260),
+                          rng.uniform(6, 90)) for _ in range(6)]
+    geoms.append(shapely.box(499990, 3999950, 500025, 3999990))  # hangs off the grid's west edge
+    for g in geoms:
+        idx, frac = coverage_fractions(g, gb)
+        dense = np.zeros(gb.shape[0] * gb.shape[1])
+        dense[idx] = frac
+        np.testing.assert_allclose(dense, _brute_fractions(g, gb), atol=1e-9)
+
+
+def test_weights_sum_to_buffered_area_in_pixels():
+    gb = _grid()
+    g = shapely.Polygon([(500013, 3999987), (500143, 3999951), (500120, 3999803), (500031, 3999830)])
+    w = pixel_weights(gpd.GeoDataFrame({"parcel_id": ["a"]}, geometry=[g], crs=32650), gb)
+    assert w.weight_sum[0] == pytest.approx(g.buffer(-5).area / 100, rel=1e-9)
+    assert w.pixel_rule[0] == "buffered"
+
+
+def test_tiny_parcel_falls_back_to_unbuffered_and_is_flagged():
+    gb = _grid()
+    tiny = shapely.box(500203, 3999795, 500218, 3999781)  # 15 m × 14 m: nothing left after −5 m
+    w = pixel_weights(gpd.GeoDataFrame({"parcel_id": ["t"]}, geometry=[tiny], crs=32650), gb)
+    assert w.pixel_rule[0] == "unbuffered"
+    assert w.weight_sum[0] == pytest.approx(tiny.area / 100)
+    assert w.small_parcel[0]
+
+
+def test_parcels_in_another_crs_are_reprojected():
+    gb = _grid()
+    g = shapely.box(500050, 3999850, 500150, 3999950)
+    gdf = gpd.GeoDataFrame({"parcel_id": ["a"]}, geometry=[g], crs=32650).to_crs(4326)
+    w = pixel_weights(gdf, gb)
+    assert w.weight_sum[0] == pytest.approx(90 * 90 / 100, rel=1e-4)
+
+
+def test_series_equal_brute_force_mean_with_clouds():
+    rng = np.random.default_rng(7)
+    gb = _grid()
+    T = 4
+    red = rng.uniform(0.02, 0.2, (T, 30, 40)).astype("f4")
+    nir = rng.uniform(0.2, 0.5, (T, 30, 40)).astype("f4")
+    green = rng.uniform(0.02, 0.2, (T, 30, 40)).astype("f4")
+    scl = np.full((T, 30, 40), 4, np.uint8)
+    scl[1, :12, :12] = 9
+    scl[2, 5:9, 3:30] = 3
+    red[3, 20:, :] = np.nan  # no data
+    times = np.array(["2025-01-01", "2025-01-06", "2025-01-11", "2025-01-16"], "datetime64[ns]")
+    cube = cube_from_arrays({"red": red, "nir": nir, "green": green, "scl": scl}, times, gb)
+    geoms = [_random_quad(rng, 500000 + rng.uniform(60, 340), 4000000 - rng.uniform(60, 240),
+                          rng.uniform(20, 60)) for _ in range(8)]
+    gdf = gpd.GeoDataFrame({"parcel_id": [f"p{i}" for i in range(8)]}, geometry=geoms, crs=32650)
+    s = parcel_series(cube, pixel_weights(gdf, gb), dilation_px=0)
+    for i, g in enumerate(geoms):
+        frac = _brute_fractions(g.buffer(-5), gb)
+        if frac.sum() < 1.0:  # the documented fallback: less than a pixel left → unbuffered
+            frac = _brute_fractions(g, gb)
+        for t in range(T):
+            ndvi = ((nir[t] - red[t]) / (nir[t] + red[t])).ravel()
+            clear = (scl[t].ravel() == 4) & np.isfinite(ndvi)
+            wc = frac * clear
+            expect_mean = np.sum(wc * np.nan_to_num(ndvi)) / wc.sum() if wc.sum() >= 0.5 else np.nan
+            np.testing.assert_allclose(s["ndvi_mean"].values[i, t], expect_mean, rtol=1e-5)
+            assert s["clear_fraction"].values[i, t] == pytest.approx(wc.sum() / frac.sum(), rel=1e-6)
+            water = ((green[t] - nir[t]) / (green[t] + nir[t])).ravel() > 0
+            if wc.sum() >= 0.5:
+                assert s["water_fraction"].values[i, t] == pytest.approx(
+                    np.sum(wc * water) / wc.sum(), rel=1e-5)
+
+
+def test_weighted_quantiles_match_numpy_inverted_cdf_for_equal_weights():
+    rng = np.random.default_rng(3)
+    groups = rng.integers(0, 5, 200)
+    values = rng.normal(size=200)
+    q = weighted_quantiles(groups, values, np.ones(200), 6)
+    for g in range(5):
+        expect = np.quantile(values[groups == g], [0.25, 0.5, 0.75], method="inverted_cdf")
+        np.testing.assert_allclose(q[g], expect)
+    assert np.isnan(q[5]).all()  # empty group
+
+
+def test_weighted_quantile_respects_weights():
+    # value 1 carries 80 % of the weight, so the median is 1 and p25 is 1 too
+    q = weighted_quantiles(np.zeros(2, int), np.array([0.0, 1.0]), np.array([0.2, 0.8]), 1)
+    assert q[0].tolist() == [1.0, 1.0, 1.0]
