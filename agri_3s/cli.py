@@ -44,13 +44,15 @@ def _written(files: dict) -> None:
 
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("maps/demo"), "--out", help="output folder"),
+         sample: Optional[Path] = typer.Option(None, help="sample folder (default "
+                                               "sample_data/generated, made on first use)"),
          lang: str = typer.Option("zh", help="map language: zh | en")):
     """Sample data → underwriting + loss assessment + maps; prints what it wrote."""
     from .pipeline import demo as run_demo
 
     t0 = time.perf_counter()
     with _progress() as report:
-        files = run_demo(out_dir, lang=lang, progress=report)
+        files = run_demo(out_dir, sample_dir=sample, lang=lang, progress=report)
     out.print(f"[bold]agri_3s demo[/bold] wrote ({time.perf_counter() - t0:.0f} s):")
     _written(files)
     out.print(Path(files["summary.txt"]).read_text(encoding="utf-8"))

@@ -285,14 +285,14 @@ def run_job(path: str | Path, progress: Progress | None = None) -> RunResult:
 
 # --- the demo on the embedded sample --------------------------------------------------------
 
-def demo(out: str | Path = "maps/demo", *, lang: str = "zh", progress: Progress | None = None
-         ) -> dict[str, Path]:
+def demo(out: str | Path = "maps/demo", *, sample_dir: str | Path | None = None, lang: str = "zh",
+         progress: Progress | None = None) -> dict[str, Path]:
     """Generate (once) the synthetic sample, run both seasons' underwriting and both events'
     loss assessment, write two adjuster maps, and score the results against the sample's truth.
     Returns the written files; ``files["summary"]`` holds the scores as text."""
     from .sample import ensure_sample
 
-    sample = ensure_sample()
+    sample = ensure_sample(sample_dir)
     out = Path(out)
     imagery = f"local:{sample.imagery}"
     runs = {

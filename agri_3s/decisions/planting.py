@@ -75,8 +75,14 @@ def _verdict_row(obs: pd.DataFrame, cal: CropCalendar, season: Season, rules: Pl
     ratio = measured / declared_mu if declared_mu and declared_mu > 0 else np.nan
     sow = cal.sowing.within(season)
     emerg_w = cal.emergence.within(season)
-    after_sowing = obs[(d >= np.datetime64(sow[0])) & (d <= np.datetime64(peak_w[1]))]
-    risen = after_sowing[after_sowing["mean"] >= rules.emergence_ndvi]
+    # emergence: the first rise after the seedbed's bare-soil minimum (a cover crop or the
+    # previous crop may be green earlier in the sowing window)
+    seedbed = obs[_in(d, (sow[0] - dt.timedelta(days=15), emerg_w[1]))]
+    after = np.datetime64(sow[0])
+    if len(seedbed) and seedbed["mean"].min() <= rules.bare_ndvi_max:
+        after = seedbed.loc[seedbed["mean"].idxmin(), "time"]
+    risen = obs[(obs["time"] >= after) & (d <= np.datetime64(peak_w[1]))
+                & (obs["mean"] >= rules.emergence_ndvi)]
     emergence = pd.Timestamp(risen["time"].iloc[0]).date() if len(risen) else None
     row.update(planted_fraction=planted_fraction, emergence_date=emergence,
                peak_ndvi=float(best["mean"]), peak_date=pd.Timestamp(best["time"]).date(),
