@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from functools import partial
+from typing import Callable, Sequence
 
-import dask
 import dask.array as da
+from dask.base import tokenize
 import numpy as np
 import rasterio
 import xarray as xr
@@ -32,6 +35,7 @@ from rasterio.windows import Window, from_bounds
 from ..errors import ImageryError, InputError
 from .base import (BAND_NAMES, DEFAULT_BANDS, REQUIRED_BANDS, cube_from_arrays, default_boa_offset,
                    dn_to_reflectance, solar_day)
+from .safe import scan_safe_products
 
 
 @dataclass(frozen=True)
@@ -80,12 +84,14 @@ def scan_archive(root: Path) -> list[Acquisition]:
                 raise InputError(f"unreadable metadata ({exc}).", source=meta,
                                  fix='write {"boa_add_offset": -1000} or delete the file') from exc
         acqs.append(Acquisition(time, files, offset, folder))
+    # Sentinel-2 L2A SAFE products (*.SAFE folders, *.SAFE.zip) in the same folder
+    for product in scan_safe_products(root):
+        acqs.append(Acquisition(product.time, product.files, product.boa_add_offset,
+                                product.path))
+    acqs.sort(key=lambda a: a.time)
     if not acqs:
-        safes = list(root.glob("*.SAFE")) + list(root.glob("*.SAFE.zip"))
-        hint = (" SAFE products are not read yet: unpack bands into per-date folders."
-                if safes else "")
-        raise ImageryError(f"{root}: no acquisition folders named by date (e.g. 2025-05-12)."
-                           + hint)
+        raise ImageryError(f"{root}: no acquisition folders named by date (e.g. 2025-05-12) "
+                           "and no Sentinel-2 L2A SAFE product (*.SAFE, *.SAFE.zip).")
     return acqs
 
 
@@ -113,21 +119,43 @@ def grid_for(reference: Path, bounds: tuple[float, float, float, float], crs: ob
         return GeoBox((int(win.height), int(win.width)), src.window_transform(win), img_crs)
 
 
+_handles = threading.local()
+MAX_OPEN_PER_THREAD = 64
+
+
+def _open(path: Path):
+    """A rasterio dataset kept open per thread: reopening a GeoTIFF for every window costs more
+    than reading it, and GDAL's block cache (per open dataset) then serves overlapping windows."""
+    cache = getattr(_handles, "cache", None)
+    if cache is None:
+        cache = _handles.cache = OrderedDict()
+    key = str(path)
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    if len(cache) >= MAX_OPEN_PER_THREAD:
+        cache.popitem(last=False)[1].close()
+    cache[key] = rasterio.open(path)
+    return cache[key]
+
+
 def read_band(path: Path, geobox: GeoBox) -> np.ndarray:
     """Read one band file onto ``geobox`` (nearest neighbour); outside the file → 0 (no data)."""
     h, w = geobox.shape
-    with rasterio.open(path) as src:
-        gt = geobox.transform
-        same_grid = (CRS.from_user_input(src.crs) == CRS.from_user_input(geobox.crs)
-                     and np.allclose(src.res, (gt.a, -gt.e)))
-        if same_grid:
-            col, row = ~src.transform @ (gt.c, gt.f)
-            if abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6:
-                win = Window(round(col), round(row), w, h)
-                return src.read(1, window=win, boundless=True, fill_value=0)
-        with WarpedVRT(src, crs=geobox.crs.to_wkt(), transform=gt, width=w, height=h,
-                       resampling=Resampling.nearest, nodata=0) as vrt:
-            return vrt.read(1)
+    src = _open(path)
+    gt = geobox.transform
+    if (CRS.from_user_input(src.crs) == CRS.from_user_input(geobox.crs)
+            and np.allclose(src.res, (gt.a, -gt.e))):
+        col, row = ~src.transform @ (gt.c, gt.f)
+        if abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6:  # same grid: a window
+            win = Window(round(col), round(row), w, h)
+            inside = (win.col_off >= 0 and win.row_off >= 0 and win.col_off + w <= src.width
+                      and win.row_off + h <= src.height)
+            # boundless reads go through a VRT in rasterio: only for windows off the file's edge
+            return src.read(1, window=win, boundless=not inside, fill_value=0)
+    with WarpedVRT(src, crs=geobox.crs.to_wkt(), transform=gt, width=w, height=h,
+                   resampling=Resampling.nearest, nodata=0) as vrt:
+        return vrt.read(1)
 
 
 def _read_day(acqs: Sequence[Acquisition], band: str, geobox: GeoBox) -> np.ndarray:
@@ -149,8 +177,24 @@ def _read_day(acqs: Sequence[Acquisition], band: str, geobox: GeoBox) -> np.ndar
     return out
 
 
+def lazy_grid(read: Callable[[GeoBox], np.ndarray], geobox: GeoBox, chunk_px: int, dtype,
+              name: str) -> da.Array:
+    """A dask array over ``geobox`` whose every chunk is one windowed ``read`` of that chunk."""
+    h, w = geobox.shape
+    ys = [(y, min(y + chunk_px, h)) for y in range(0, h, chunk_px)]
+    xs = [(x, min(x + chunk_px, w)) for x in range(0, w, chunk_px)]
+    key = f"{name}-{tokenize(read, geobox, chunk_px)}"
+    graph = {(key, i, j): (read, geobox[y0:y1, x0:x1])
+             for i, (y0, y1) in enumerate(ys) for j, (x0, x1) in enumerate(xs)}
+    return da.Array(graph, key, chunks=(tuple(b - a for a, b in ys), tuple(b - a for a, b in xs)),
+                    dtype=dtype)
+
+
 class LocalSource:
     """Imagery from a local folder of per-acquisition GeoTIFFs (see module docstring).
+
+    The cube is lazy: each (date, band) is a dask array of ``chunk_px`` windows, each read only
+    when needed, so a county is never loaded whole.
 
     Examples
     --------
@@ -158,8 +202,9 @@ class LocalSource:
     >>> cube = src.load(parcels.total_bounds, parcels.crs, start, end)  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, chunk_px: int = 1024):
         self.path = Path(path)
+        self.chunk_px = chunk_px
 
     def describe(self) -> dict:
         return {"kind": "local", "path": str(self.path)}
@@ -179,8 +224,8 @@ class LocalSource:
         arrays = {}
         for band in present:
             dtype = np.uint8 if band == "SCL" else np.float32
-            per_day = [da.from_delayed(dask.delayed(_read_day)(group, band, geobox),
-                                       shape=geobox.shape, dtype=dtype) for group in days.values()]
+            per_day = [lazy_grid(partial(_read_day, tuple(group), band), geobox, self.chunk_px,
+                                 dtype, f"local-{band}") for group in days.values()]
             arrays[BAND_NAMES[band]] = da.stack(per_day)
         times = [np.datetime64(min(a.time for a in g), "ns") for g in days.values()]
         return cube_from_arrays(arrays, times, geobox, attrs={

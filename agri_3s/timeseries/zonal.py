@@ -44,6 +44,8 @@ class PixelWeights:
     geobox: GeoBox
     inward_buffer_m: float
     min_full_pixels: int
+    #: How pixels are weighted: ``coverage`` | ``full_first`` | ``centre`` (see pixel_weights).
+    rule: str = "coverage"
 
     @property
     def weight_sum(self) -> np.ndarray:
@@ -148,9 +150,22 @@ def coverage_fractions(geom, geobox: GeoBox) -> tuple[np.ndarray, np.ndarray]:
     return idx, frac
 
 
+PIXEL_RULES = ("coverage", "full_first", "centre")
+
+
 def pixel_weights(parcels: gpd.GeoDataFrame, geobox: GeoBox, *, inward_buffer_m: float = 5.0,
-                  min_full_pixels: int = 4) -> PixelWeights:
-    """Coverage weights of every parcel (in any CRS) on ``geobox``.
+                  rule: str = "coverage", min_full_pixels: int = 4) -> PixelWeights:
+    """Pixel weights of every parcel (in any CRS) on ``geobox``.
+
+    The parcel is first shrunk by ``inward_buffer_m``; if less than one pixel's worth is left
+    the unbuffered polygon is used instead (``pixel_rule`` "unbuffered"). Then ``rule``:
+
+    * ``coverage`` — each pixel weighted by the exact fraction of its area inside;
+    * ``full_first`` — only whole pixels (weight 1) when there are at least
+      ``min_full_pixels`` of them, else coverage weights;
+    * ``centre`` — weight 1 for pixels whose centre lies inside (the classic rasterisation).
+
+    Parcels with fewer than ``min_full_pixels`` whole pixels are flagged ``small_parcel``.
 
     Examples
     --------
@@ -158,26 +173,43 @@ def pixel_weights(parcels: gpd.GeoDataFrame, geobox: GeoBox, *, inward_buffer_m:
     >>> w.matrix.shape == (len(parcels), cube.sizes["y"] * cube.sizes["x"])  # doctest: +SKIP
     True
     """
+    if rule not in PIXEL_RULES:
+        raise ValueError(f"rule={rule!r}; use one of {', '.join(PIXEL_RULES)}")
     geoms = parcels.geometry.to_crs(geobox.crs.to_wkt()).values.to_numpy()
     n, n_pix = len(geoms), geobox.shape[0] * geobox.shape[1]
     shrunk = shapely.buffer(geoms, -inward_buffer_m) if inward_buffer_m > 0 else geoms
     rows, cols, vals = coverage_table(shrunk, geobox)
     weight = np.bincount(rows, weights=vals, minlength=n)
-    rule = np.where(shapely.is_empty(geoms) | shapely.is_missing(geoms), "none", "buffered"
+    used = np.where(shapely.is_empty(geoms) | shapely.is_missing(geoms), "none", "buffered"
                     ).astype(object)
     # less than one pixel's worth left after buffering: measure the unbuffered polygon
-    fallback = np.flatnonzero((weight < 1.0) & (rule != "none"))
+    fallback = np.flatnonzero((weight < 1.0) & (used != "none"))
     if len(fallback):
         drop = np.isin(rows, fallback)
         r2, c2, v2 = coverage_table(geoms[fallback], geobox)
         rows = np.concatenate([rows[~drop], fallback[r2]])
         cols, vals = np.concatenate([cols[~drop], c2]), np.concatenate([vals[~drop], v2])
-        rule[fallback] = "unbuffered"
-    matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(n, n_pix))
-    rule[(np.diff(matrix.indptr) == 0) & (rule != "none")] = "none"  # off the grid
+        used[fallback] = "unbuffered"
     full = np.bincount(rows[vals >= FULL], minlength=n)
-    return PixelWeights(matrix, parcels["parcel_id"].astype(str).to_numpy(), full, rule.astype(str),
-                        geobox, inward_buffer_m, min_full_pixels)
+    if rule == "full_first":
+        only_full = (full >= min_full_pixels)[rows] & (vals < FULL)
+        rows, cols, vals = rows[~only_full], cols[~only_full], vals[~only_full]
+    elif rule == "centre":
+        rows, cols, vals = _centre_in(shrunk, geoms, used, geobox, rows, cols)
+    matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(n, n_pix))
+    used[(np.diff(matrix.indptr) == 0) & (used != "none")] = "none"  # off the grid
+    return PixelWeights(matrix, parcels["parcel_id"].astype(str).to_numpy(), full,
+                        used.astype(str), geobox, inward_buffer_m, min_full_pixels, rule)
+
+
+def _centre_in(shrunk, geoms, used, geobox, rows, cols):
+    """Weight 1 for candidate pixels whose centre lies in the (buffered or fallback) polygon."""
+    t, w = geobox.transform, geobox.shape[1]
+    polys = np.where(used == "unbuffered", geoms, shrunk)[rows]
+    r, c = np.divmod(cols, w)
+    centres = shapely.points(t.c + (c + 0.5) * t.a, t.f + (r + 0.5) * t.e)
+    inside = shapely.contains(polys, centres)
+    return rows[inside], cols[inside], np.ones(int(inside.sum()))
 
 
 def weighted_quantiles(group: np.ndarray, values: np.ndarray, weights: np.ndarray,
@@ -205,74 +237,192 @@ def weighted_quantiles(group: np.ndarray, values: np.ndarray, weights: np.ndarra
     return out
 
 
-def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, vegetated_ndvi: float = 0.4,
-                  dilation_px: int = 2, min_clear_weight: float = 0.5,
+#: Statistics of the parcel-series contract; ``parcel_series(stats=…)`` computes a subset.
+STATS = ("ndvi_mean", "ndvi_p25", "ndvi_p50", "ndvi_p75", "clear_fraction", "n_pixels",
+         "vegetated_fraction", "water_fraction")
+DEFAULT_WINDOW_PX = 1024
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The weight entries falling in one processing window (one cube chunk)."""
+
+    ys: slice
+    xs: slice
+    #: Global parcel index of each parcel with pixels in the window.
+    parcels: np.ndarray
+    #: Per entry: local parcel index, pixel index inside the window, weight.
+    entry_parcel: np.ndarray
+    entry_pixel: np.ndarray
+    entry_weight: np.ndarray
+    #: Per local parcel: all its pixels are in this window (its quantiles finish here).
+    whole: np.ndarray
+
+
+def _windows(weights: PixelWeights, y_edges: np.ndarray, x_edges: np.ndarray) -> list[_Window]:
+    """Split the weight entries by processing window (window borders at the given edges)."""
+    coo = weights.matrix.tocoo()
+    w = weights.geobox.shape[1]
+    r, c = np.divmod(coo.col, w)
+    wy = np.searchsorted(y_edges, r, side="right") - 1
+    wx = np.searchsorted(x_edges, c, side="right") - 1
+    win = wy * (len(x_edges) - 1) + wx
+    order = np.argsort(win, kind="stable")
+    bounds = np.searchsorted(win[order], np.arange(win.max() + 2 if len(win) else 1))
+    entries_per_parcel = np.bincount(coo.row, minlength=weights.matrix.shape[0])
+    out = []
+    for k in np.flatnonzero(np.diff(bounds)):
+        sel = order[bounds[k]:bounds[k + 1]]
+        iy, ix = divmod(int(k), len(x_edges) - 1)
+        y0, y1, x0, x1 = y_edges[iy], y_edges[iy + 1], x_edges[ix], x_edges[ix + 1]
+        parcels, local = np.unique(coo.row[sel], return_inverse=True)
+        whole = np.bincount(local, minlength=len(parcels)) == entries_per_parcel[parcels]
+        out.append(_Window(slice(y0, y1), slice(x0, x1), parcels, local,
+                           (r[sel] - y0) * (x1 - x0) + (c[sel] - x0), coo.data[sel], whole))
+    return out
+
+
+def _window_stats(win: _Window, red, nir, green, scl, halo: tuple[int, int, int, int],
+                  dilation_px: int, vegetated_ndvi: float, stats: tuple[str, ...]) -> dict:
+    """Additive sums for one window and date (+ finished quantiles of parcels wholly inside,
+    and the raw clear entries of parcels that continue in other windows)."""
+    top, bottom, left, right = halo
+    mask = clear_mask(np.asarray(scl), dilation_px=dilation_px)
+    mask = mask[top:mask.shape[0] - bottom, left:mask.shape[1] - right].ravel()
+    px = win.entry_pixel
+    v = ndvi_index(np.asarray(red).ravel()[px], np.asarray(nir).ravel()[px])
+    clear = mask[px] & np.isfinite(v)
+    n = len(win.parcels)
+    wc = win.entry_weight * clear
+    out = {"clear": np.bincount(win.entry_parcel, wc, n),
+           "sum": np.bincount(win.entry_parcel, wc * np.where(clear, v, 0.0), n)}
+    if "vegetated_fraction" in stats:
+        out["veg"] = np.bincount(win.entry_parcel, wc * (v >= vegetated_ndvi), n)
+    if "water_fraction" in stats and green is not None:
+        water = ndwi_index(np.asarray(green).ravel()[px], np.asarray(nir).ravel()[px]) > 0
+        out["water"] = np.bincount(win.entry_parcel, wc * water, n)
+    if any(q in stats for q in ("ndvi_p25", "ndvi_p50", "ndvi_p75")):
+        done = clear & win.whole[win.entry_parcel]
+        out["q"] = weighted_quantiles(win.entry_parcel[done], v[done], win.entry_weight[done], n)
+        rest = clear & ~win.whole[win.entry_parcel]
+        out["raw"] = (win.parcels[win.entry_parcel[rest]], v[rest], win.entry_weight[rest])
+    return out
+
+
+def _combine_date(parts: list[dict], windows: list[_Window], n: int) -> dict:
+    """Sum the windows' partial results of one date into per-parcel totals."""
+    tot = {k: np.zeros(n) for k in ("clear", "sum", "veg", "water")}
+    q = np.full((n, 3), np.nan)
+    raw = []
+    for win, part in zip(windows, parts):
+        for k in tot:
+            if k in part:
+                tot[k][win.parcels] += part[k]  # parcels are unique within a window
+        if "q" in part:
+            q[win.parcels[win.whole]] = part["q"][win.whole]
+            raw.append(part["raw"])
+    if raw:
+        g, v, w = (np.concatenate(x) for x in zip(*raw))
+        split = weighted_quantiles(g, v, w, n)
+        crossing = np.unique(g)
+        q[crossing] = split[crossing]
+    tot["q"] = q
+    return tot
+
+
+def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, ...] = STATS,
+                  vegetated_ndvi: float = 0.4, dilation_px: int = 2,
+                  min_clear_weight: float = 0.5, dates_per_batch: int | None = None,
                   progress: Callable[[int, int], None] | None = None) -> xr.Dataset:
     """Per-parcel, per-date NDVI statistics (DESIGN.md parcel-series contract).
 
-    Variables ``(parcel, time)``: ``ndvi_mean`` (coverage-weighted mean over clear pixels),
+    Variables ``(parcel, time)``: ``ndvi_mean`` (weighted mean over clear pixels),
     ``ndvi_p25/p50/p75`` (weighted quantiles, see :func:`weighted_quantiles`),
     ``clear_fraction`` (share of the parcel's weight that is clear), ``n_pixels`` (clear
     pixel-equivalents: the sum of clear weights), ``vegetated_fraction`` (share of clear weight
     with NDVI ≥ ``vegetated_ndvi``), ``water_fraction`` (share of clear weight with NDWI > 0).
-    Dates are read one at a time, so memory does not grow with the number of dates.
-    A parcel-date with less than ``min_clear_weight`` clear pixel-equivalents gets NaN statistics.
+    ``stats`` selects a subset (``clear_fraction`` and ``n_pixels`` are always given).
+    A parcel-date with less than ``min_clear_weight`` clear pixel-equivalents gets NaN.
+
+    Streaming: the work runs per (window, date) — windows are the cube's dask chunks (or
+    1024 px) — as a dask graph, a batch of dates at a time, so memory does not grow with the
+    number of dates and no full scene is ever in memory. Parcels crossing window borders are
+    combined exactly (sums add up; their quantiles are computed from the pooled pixels). Runs
+    on the current dask scheduler: threads by default, a ``dask.distributed`` cluster when a
+    ``Client`` is active. Cloud dilation sees ``dilation_px`` pixels beyond each window.
     """
+    import dask
+    import dask.array as da
+
+    unknown = set(stats) - set(STATS)
+    if unknown:
+        raise ValueError(f"unknown statistics {sorted(unknown)}; choose from {STATS}")
     if cube.odc.geobox != weights.geobox:
         raise ImageryError("the weights were computed for another pixel grid than the cube's; "
                            "recompute them with pixel_weights(parcels, cube.odc.geobox).")
     n, n_t = weights.matrix.shape[0], cube.sizes["time"]
-    coo = weights.matrix.tocoo()
-    used, col = np.unique(coo.col, return_inverse=True)  # only pixels some parcel touches
-    w_used = sparse.csr_matrix((coo.data, (coo.row, col)), shape=(n, len(used)))
-    row_of, w_entry = coo.row, coo.data
+    h, w = weights.geobox.shape
+    bands = {b: cube[b].data if b in cube else None for b in ("red", "nir", "green", "scl")}
+    for b, arr in bands.items():
+        if arr is not None and not isinstance(arr, da.Array):
+            bands[b] = da.from_array(arr, chunks=(1, DEFAULT_WINDOW_PX, DEFAULT_WINDOW_PX))
+    if "water_fraction" not in stats:
+        bands["green"] = None
+    chunks = bands["red"].chunks
+    y_edges = np.concatenate([[0], np.cumsum(chunks[1])])
+    x_edges = np.concatenate([[0], np.cumsum(chunks[2])])
+    windows = _windows(weights, y_edges, x_edges)
+    plans = [dask.delayed(win, traverse=False) for win in windows]
+    d = dilation_px
+    stats = tuple(dict.fromkeys((*stats, "clear_fraction", "n_pixels")))
+    out = {k: np.full((n, n_t), np.nan, np.float32) for k in STATS if k in stats}
     total = weights.weight_sum
-    names = ["ndvi_mean", "ndvi_p25", "ndvi_p50", "ndvi_p75", "clear_fraction", "n_pixels",
-             "vegetated_fraction", "water_fraction"]
-    out = {k: np.full((n, n_t), np.nan, np.float32) for k in names}
-    bands = [b for b in ("red", "nir", "green", "scl") if b in cube]
-
-    for t in range(n_t):
-        frame = cube[bands].isel(time=t).compute()  # one date in memory at a time
-        flat = {b: np.asarray(frame[b].values).ravel()[used] for b in bands}
-        clear_px = clear_mask(np.asarray(frame["scl"].values), dilation_px=dilation_px).ravel()[used]
-        v = ndvi_index(flat["red"], flat["nir"])
-        clear = clear_px & np.isfinite(v)
-        cw = w_used @ clear.astype(np.float64)
-        ok = cw >= min_clear_weight
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = (w_used @ np.where(clear, v, 0.0)) / cw
-            veg = (w_used @ (clear & (v >= vegetated_ndvi)).astype(np.float64)) / cw
-            if "green" in flat:
-                water = (w_used @ (clear & (ndwi_index(flat["green"], flat["nir"]) > 0))
-                         .astype(np.float64)) / cw
-            else:
-                water = np.full(n, np.nan)
-            clear_frac = np.where(total > 0, cw / np.where(total > 0, total, 1), np.nan)
-        keep = clear[col]
-        q = weighted_quantiles(row_of[keep], v[col][keep], w_entry[keep], n)
-        out["ndvi_mean"][ok, t] = mean[ok]
-        for k, name in enumerate(("ndvi_p25", "ndvi_p50", "ndvi_p75")):
-            out[name][ok, t] = q[ok, k]
-        out["vegetated_fraction"][ok, t] = veg[ok]
-        out["water_fraction"][ok, t] = water[ok]
-        out["clear_fraction"][:, t] = clear_frac
-        out["n_pixels"][:, t] = cw
+    batch = dates_per_batch or max(2, 2 * (dask.config.get("num_workers", None) or 2))
+    for t0 in range(0, n_t, batch):
+        dates = range(t0, min(t0 + batch, n_t))
+        jobs = []
+        for t in dates:
+            parts = []
+            for win, plan in zip(windows, plans):
+                hy = (min(d, win.ys.start), min(d, h - win.ys.stop))
+                hx = (min(d, win.xs.start), min(d, w - win.xs.stop))
+                scl = bands["scl"][t, win.ys.start - hy[0]:win.ys.stop + hy[1],
+                                   win.xs.start - hx[0]:win.xs.stop + hx[1]]
+                pick = {b: (a[t, win.ys, win.xs] if a is not None else None)
+                        for b, a in bands.items() if b != "scl"}
+                parts.append(dask.delayed(_window_stats)(
+                    plan, pick["red"], pick["nir"], pick["green"], scl, (*hy, *hx), d,
+                    vegetated_ndvi, tuple(stats)))
+            jobs.append(dask.delayed(_combine_date)(parts, plans, n))
+        for t, tot in zip(dates, dask.compute(*jobs)):
+            cw = tot["clear"]
+            ok = cw >= min_clear_weight
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values = {"ndvi_mean": tot["sum"] / cw, "vegetated_fraction": tot["veg"] / cw,
+                          "water_fraction": tot["water"] / cw if bands["green"] is not None
+                          else np.full(n, np.nan),
+                          "ndvi_p25": tot["q"][:, 0], "ndvi_p50": tot["q"][:, 1],
+                          "ndvi_p75": tot["q"][:, 2]}
+            for k, v in values.items():
+                if k in out:
+                    out[k][ok, t] = v[ok]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out["clear_fraction"][:, t] = np.where(total > 0, cw / total, np.nan)
+            out["n_pixels"][:, t] = cw
         if progress:
-            progress(t + 1, n_t)
-    ds = xr.Dataset(
+            progress(dates.stop, n_t)
+    return xr.Dataset(
         {k: (("parcel", "time"), v) for k, v in out.items()},
         coords={"parcel_id": ("parcel", weights.parcel_id), "time": cube["time"].values,
                 "full_pixels": ("parcel", weights.full_pixels),
                 "weight_sum": ("parcel", total.astype(np.float32)),
                 "pixel_rule": ("parcel", weights.pixel_rule),
                 "small_parcel": ("parcel", weights.small_parcel)},
-        attrs={"pixel_rule": f"coverage-weighted pixels of the parcel shrunk by "
-                             f"{weights.inward_buffer_m:g} m; unbuffered polygon when less than "
-                             f"one pixel remains; small_parcel when fewer than "
+        attrs={"pixel_rule": f"{weights.rule} weights of the parcel shrunk by "
+                             f"{weights.inward_buffer_m:g} m; the unbuffered polygon when less "
+                             f"than one pixel remains; small_parcel when fewer than "
                              f"{weights.min_full_pixels} whole pixels",
-               "inward_buffer_m": weights.inward_buffer_m,
+               "inward_buffer_m": weights.inward_buffer_m, "weights_rule": weights.rule,
                "vegetated_ndvi": vegetated_ndvi, "cloud_dilation_px": dilation_px,
                "quantile_method": "weighted inverted CDF",
                "crs": weights.geobox.crs.to_wkt()})
-    return ds

@@ -120,3 +120,48 @@ def test_weighted_quantile_respects_weights():
     # value 1 carries 80 % of the weight, so the median is 1 and p25 is 1 too
     q = weighted_quantiles(np.zeros(2, int), np.array([0.0, 1.0]), np.array([0.2, 0.8]), 1)
     assert q[0].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_results_do_not_depend_on_the_processing_windows():
+    """Parcels crossing window borders: sums combine, quantiles pool their pixels, and the
+    cloud dilation sees across borders — so 7-px windows give the one-window answer."""
+    import dask.array as da
+
+    rng = np.random.default_rng(11)
+    gb = _grid()
+    T = 3
+    red = rng.uniform(0.02, 0.2, (T, 30, 40)).astype("f4")
+    nir = rng.uniform(0.2, 0.5, (T, 30, 40)).astype("f4")
+    green = rng.uniform(0.02, 0.3, (T, 30, 40)).astype("f4")
+    scl = np.full((T, 30, 40), 4, np.uint8)
+    scl[0, 6:8, 6:8] = 9  # a cloud right at a 7-px window corner
+    scl[2, 13, 20] = 3
+    times = np.array(["2025-01-01", "2025-01-06", "2025-01-11"], "datetime64[ns]")
+    geoms = [_random_quad(rng, 500000 + rng.uniform(60, 340), 4000000 - rng.uniform(60, 240),
+                          rng.uniform(20, 70)) for _ in range(10)]
+    gdf = gpd.GeoDataFrame({"parcel_id": [f"p{i}" for i in range(10)]}, geometry=geoms, crs=32650)
+    w = pixel_weights(gdf, gb)
+    whole = parcel_series(cube_from_arrays({"red": red, "nir": nir, "green": green, "scl": scl},
+                                           times, gb), w)
+    small = {k: da.from_array(v, chunks=(1, 7, 7)) for k, v in
+             {"red": red, "nir": nir, "green": green, "scl": scl}.items()}
+    windowed = parcel_series(cube_from_arrays(small, times, gb), w, dates_per_batch=1)
+    for var in whole.data_vars:
+        np.testing.assert_allclose(windowed[var].values, whole[var].values, rtol=1e-5, atol=1e-6,
+                                   err_msg=var)
+    assert np.isfinite(whole["ndvi_p50"].values).sum() > 20
+
+
+def test_statistics_subset_and_unknown_names():
+    gb = _grid()
+    cube = cube_from_arrays({"red": np.full((1, 30, 40), 0.1, "f4"),
+                             "nir": np.full((1, 30, 40), 0.3, "f4"),
+                             "scl": np.full((1, 30, 40), 4, np.uint8)},
+                            np.array(["2025-01-01"], "datetime64[ns]"), gb)
+    gdf = gpd.GeoDataFrame({"parcel_id": ["a"]}, geometry=[shapely.box(500050, 3999850,
+                                                                        500150, 3999950)], crs=32650)
+    s = parcel_series(cube, pixel_weights(gdf, gb), stats=("ndvi_mean",))
+    assert set(s.data_vars) == {"ndvi_mean", "clear_fraction", "n_pixels"}
+    assert s["ndvi_mean"].item() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="unknown"):
+        parcel_series(cube, pixel_weights(gdf, gb), stats=("ndvi_max",))
