@@ -19,6 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 parcels_app = typer.Typer(no_args_is_help=True, help="Parcel file checks.")
 app.add_typer(parcels_app, name="parcels")
 err = Console(stderr=True)
+SCHEDULER_HELP = ("dask.distributed scheduler address (tcp://host:8786); default: this machine. "
+                  "Workers must reach the imagery.")
 out = Console()
 
 
@@ -76,13 +78,15 @@ def underwrite(parcels: Path, imagery: str = typer.Option(..., help="local:PATH"
                region: Optional[str] = typer.Option(None, help="calendar region"),
                crs: Optional[str] = typer.Option(None, help="CRS of the parcel coordinates"),
                include_pii: bool = typer.Option(False, help="keep farmer names / id numbers"),
-               lang: str = typer.Option("zh", help="map language: zh | en")):
+               lang: str = typer.Option("zh", help="map language: zh | en"),
+               scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP)):
     """Underwriting verification: a green / yellow / red verdict per parcel."""
     from .pipeline import underwrite as run
 
     with _progress() as report:
         result = run(parcels, imagery, season, out=out_dir, calendar=calendar, region=region,
-                     crs=crs, include_pii=include_pii, lang=lang, progress=report)
+                     crs=crs, include_pii=include_pii, lang=lang, scheduler=scheduler,
+                     progress=report)
     out.print(f"verdicts: {result.table['status'].value_counts().to_dict()}")
     _written(result.files)
 
@@ -97,7 +101,8 @@ def assess(parcels: Path, imagery: str = typer.Option(..., help="local:PATH"),
            deductible: float = typer.Option(0.0, help="absolute deductible rate"),
            crs: Optional[str] = typer.Option(None, help="CRS of the parcel coordinates"),
            include_pii: bool = typer.Option(False, help="keep farmer names / id numbers"),
-           lang: str = typer.Option("zh", help="map language: zh | en")):
+           lang: str = typer.Option("zh", help="map language: zh | en"),
+           scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP)):
     """Loss assessment: loss rate, damaged area and indemnity per parcel for one event."""
     from .decisions.indemnity import PolicyTerms
     from .pipeline import assess as run
@@ -105,7 +110,8 @@ def assess(parcels: Path, imagery: str = typer.Option(..., help="local:PATH"),
     terms = PolicyTerms(payout_threshold, total_loss_at, deductible)
     with _progress() as report:
         result = run(parcels, imagery, event, out=out_dir, terms=terms, calendar=calendar,
-                     crs=crs, include_pii=include_pii, lang=lang, progress=report)
+                     crs=crs, include_pii=include_pii, lang=lang, scheduler=scheduler,
+                     progress=report)
     t = result.table
     out.print(f"claims: {t['status'].value_counts().to_dict()}; "
               f"indemnity total {t['indemnity_cny'].sum():,.2f} CNY")

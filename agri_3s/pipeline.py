@@ -6,6 +6,7 @@ series, decides, and writes its outputs plus a ``run.json`` manifest into ``out`
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,7 +21,7 @@ from .decisions.calendar import load_calendars
 from .decisions.indemnity import PolicyTerms, claims_table
 from .decisions.loss import Event, LossParams, estimate_losses, load_event, post_windows
 from .decisions.planting import PlantingRules, verify_planting
-from .errors import InputError
+from .errors import InputError, require
 from .outputs.export import atomic_path, write_manifest, write_table
 from .outputs.privacy import mask_pii
 from .parcels.io import CLAIM_COLUMNS, read_parcels
@@ -65,9 +66,32 @@ def load_parcels(parcels: str | Path | gpd.GeoDataFrame, crs: object = None) -> 
     return validate_parcels(gdf)
 
 
+@contextlib.contextmanager
+def dask_scheduler(address: str | None):
+    """Run the enclosed dask work on a ``dask.distributed`` cluster at ``address``
+    (``tcp://host:8786``), or on the local threaded scheduler when ``address`` is None."""
+    if not address:
+        yield None
+        return
+    distributed = require("distributed", "distributed")
+    try:
+        client = distributed.Client(address, timeout="30s")
+    except OSError as exc:
+        raise InputError(f"cannot reach the dask scheduler at {address} ({exc}).",
+                         source="--scheduler",
+                         fix="start it with `dask scheduler` (and workers with `dask worker "
+                             "ADDRESS`) or leave --scheduler out to run on this machine") from exc
+    with client:
+        yield client
+
+
 def compute_series(parcels: gpd.GeoDataFrame, source: ImagerySource, start: dt.date,
-                   end: dt.date, progress: Progress | None = None) -> xr.Dataset:
-    """Parcel series for every parcel (rejected parcels get no pixels) over ``[start, end]``."""
+                   end: dt.date, progress: Progress | None = None,
+                   scheduler: str | None = None) -> xr.Dataset:
+    """Parcel series for every parcel (rejected parcels get no pixels) over ``[start, end]``.
+
+    ``scheduler``: a dask.distributed scheduler address; the workers must be able to read the
+    imagery (a shared folder, or an HTTP/S3 source)."""
     usable = parcels[parcels["validity"] != "rejected"]
     if usable.empty:
         raise InputError("no usable parcel in the batch (all rejected).",
@@ -78,7 +102,8 @@ def compute_series(parcels: gpd.GeoDataFrame, source: ImagerySource, start: dt.d
     measured.loc[measured["validity"] == "rejected", measured.geometry.name] = None
     weights = pixel_weights(measured, cube.odc.geobox)
     report = (lambda done, total: progress("parcel series", done, total)) if progress else None
-    return parcel_series(cube, weights, progress=report)
+    with dask_scheduler(scheduler):
+        return parcel_series(cube, weights, progress=report)
 
 
 def _save_series(series: xr.Dataset, path: Path) -> Path:
@@ -109,7 +134,7 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
                calendar: str | Path | None = None, rules: PlantingRules = PlantingRules(),
                crs: object = None, region: str | None = None, include_pii: bool = False,
                formats: tuple[str, ...] = (".csv", ".geojson"), lang: str = "zh",
-               progress: Progress | None = None) -> RunResult:
+               scheduler: str | None = None, progress: Progress | None = None) -> RunResult:
     """Underwriting verification: a verdict per parcel for one season.
 
     Examples
@@ -122,7 +147,8 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
     out = Path(out)
     gdf = load_parcels(parcels, crs)
     source = open_source(imagery)
-    series = compute_series(gdf, source, season.start - SOWING_LOOKBACK, season.end, progress)
+    series = compute_series(gdf, source, season.start - SOWING_LOOKBACK, season.end, progress,
+                            scheduler)
     verdicts = verify_planting(series, gdf, load_calendars(calendar), season, rules,
                                region=region)
     table = _result_table(gdf, verdicts, include_pii)
@@ -141,7 +167,7 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
            terms: PolicyTerms = PolicyTerms(), calendar: str | Path | None = None,
            params: LossParams = LossParams(), crs: object = None, include_pii: bool = False,
            formats: tuple[str, ...] = (".csv", ".geojson"), lang: str = "zh",
-           progress: Progress | None = None) -> RunResult:
+           scheduler: str | None = None, progress: Progress | None = None) -> RunResult:
     """Loss assessment: a claim estimate per parcel for one event.
 
     Examples
@@ -162,7 +188,7 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     (_, post_end), _ = post_windows(event)
     start = event.date - dt.timedelta(days=params.pre_days + 5)
     end = event.last_day + dt.timedelta(days=post_end + 5)
-    series = compute_series(gdf, source, start, end, progress)
+    series = compute_series(gdf, source, start, end, progress, scheduler)
     metric = gdf.to_crs(metric_crs(gdf))
     estimates = estimate_losses(series, metric, event, params)
     claims = claims_table(estimates, gdf, event, terms, load_calendars(calendar), params)
@@ -265,7 +291,7 @@ def run_job(path: str | Path, progress: Progress | None = None) -> RunResult:
     common = dict(out=_resolve(job["out"], base), crs=job.get("crs"),
                   calendar=_resolve(job["calendar"], base) if job.get("calendar") else None,
                   include_pii=bool(job.get("include_pii", False)), lang=job.get("lang", "zh"),
-                  progress=progress)
+                  scheduler=job.get("scheduler"), progress=progress)
     parcels, imagery = _resolve(job["parcels"], base), _resolve(job["imagery"], base)
     try:
         if kind == "underwrite":

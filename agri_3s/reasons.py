@@ -5,8 +5,9 @@ from __future__ import annotations
 REASONS: dict[str, tuple[str, str]] = {
     # underwriting
     "PLANTED": ("已种植申报作物，物候与作物日历一致", "declared crop planted; phenology matches the crop calendar"),
-    "NOT_PLANTED": ("峰值期未见作物冠层（NDVI上四分位 {p75:.2f} < {min:.2f}）",
-                    "no crop canopy in the peak window (NDVI p75 {p75:.2f} < {min:.2f})"),
+    "NOT_PLANTED": ("出苗至峰值期未见作物冠层（NDVI上四分位 {p75:.2f} < {min:.2f}）",
+                    "no crop canopy from emergence to the end of the peak window (NDVI p75 "
+                    "{p75:.2f} < {min:.2f})"),
     "CROP_MISMATCH_SOWING": ("播种期已有植被覆盖（最低NDVI {ndvi:.2f}），非申报作物当季播种",
                              "vegetation already present through the sowing window (lowest NDVI "
                              "{ndvi:.2f}): not the declared crop sown this season"),
@@ -20,8 +21,8 @@ REASONS: dict[str, tuple[str, str]] = {
                     "measured planted area {measured:.1f} mu exceeds the declared {declared:.1f} mu"),
     "NO_EMERGENCE": ("出苗期未观测到出苗", "no emergence seen in the emergence window"),
     "LATE_EMERGENCE": ("出苗偏晚（{date}）", "late emergence ({date})"),
-    "SMALL_PARCEL": ("地块过小（完整像元 {n} 个），遥感结果仅供参考",
-                     "parcel too small to judge reliably ({n} whole pixels)"),
+    "SMALL_PARCEL": ("地块过小（仅 {n:.1f} 个像元当量），遥感结果仅供参考",
+                     "parcel too small to judge reliably ({n:.1f} pixel-equivalents measured)"),
     "FEW_CLEAR_OBS": ("季内晴空观测仅 {n} 次", "only {n} clear observations in the season"),
     "NO_PEAK_OBS": ("峰值期无晴空观测", "no clear observation in the peak window"),
     "NO_PIXELS": ("地块不在影像范围内或无可用像元", "parcel outside the imagery or without pixels"),
@@ -42,6 +43,54 @@ REASONS: dict[str, tuple[str, str]] = {
     "TOTAL_LOSS": ("损失率 {rate:.0%} 达到全损标准 {total:.0%}，按全损赔付",
                    "loss rate {rate:.0%} reaches total loss at {total:.0%}: paid as a total loss"),
     "FLOODED": ("灾后观测到水淹面积约 {pct:.0%}", "about {pct:.0%} of the parcel seen flooded after the event"),
+    # overlap / duplicate insurance, monitoring units (parcels/overlap.py, parcels/units.py)
+    "OVERLAP": ("与地块 {other}（来源：{source}）重叠 {area_mu:.2f} 亩，占本地块 {share:.0%}",
+                "overlaps parcel {other} ({source}) by {area_mu:.2f} mu, {share:.0%} of this parcel"),
+    "DUPLICATE_PARCEL": ("与地块 {other}（来源：{source}）图形重复，疑似重复投保",
+                         "same land as parcel {other} ({source}): possible duplicate insurance"),
+    "POOLED_UNIT": ("地块过小，与同户同作物相邻地块合并为监测单元 {unit_id}（{n} 块）判定",
+                    ("too small alone: judged in monitoring unit {unit_id} pooled from {n} "
+                     "adjacent parcels of the same household and crop")),
+    # parcel reading and validation (parcels/io.py, parcels/validate.py)
+    "EMPTY_GEOMETRY": ("地块无图形（空或缺失）", "no geometry (empty or missing)"),
+    "GEOMETRY_UNREADABLE": ("图形无法读取：{detail}", "geometry cannot be read: {detail}"),
+    "NOT_POLYGON": ("图形为 {kind}，不是面", "geometry is a {kind}, not a polygon"),
+    "LINE_TO_POLYGON": ("闭合线已转为面", "closed line turned into a polygon"),
+    "RING_NOT_CLOSED": ("边界环未闭合，已补首点闭合", "ring not closed: closed it by repeating its first vertex"),
+    "TOO_FEW_VERTICES": ("边界只有 {n} 个不同顶点（至少需要 3 个）",
+                         "boundary has only {n} distinct vertices (at least 3 needed)"),
+    "DUPLICATE_VERTICES": ("已删除 {n} 个重复顶点", "removed {n} repeated vertices"),
+    "Z_DROPPED": ("已去除高程/M值，仅用平面坐标", "dropped Z/M values: only plane coordinates are used"),
+    "SELF_INTERSECTION": ("图形自相交或环无效（{detail}），已用 make_valid 修复为 {parts} 块、{area_mu:.2f} 亩，请核对",
+                          "self-intersection or invalid ring ({detail}): repaired with make_valid into "
+                          "{parts} part(s), {area_mu:.2f} mu (please check)"),
+    "REPAIR_FAILED": ("图形无效（{detail}），无法修复", "invalid geometry ({detail}) could not be repaired"),
+    "SLIVER_PARTS_REMOVED": ("已删除 {n} 个碎片（共 {area_m2:.1f} 平方米）",
+                             "removed {n} sliver part(s) ({area_m2:.1f} m² in total)"),
+    "SLIVER": ("地块为狭长碎片（平均宽度 {width:.1f} 米）", "parcel is a sliver (mean width {width:.1f} m)"),
+    "MULTIPART": ("地块由 {n} 块组成", "parcel has {n} separate parts"),
+    "HOLES": ("地块内有 {n} 个孔洞（共 {area_mu:.2f} 亩），已从面积中扣除",
+              "parcel has {n} hole(s) ({area_mu:.2f} mu), excluded from its area"),
+    "COORDS_SWAPPED": ("经纬度顺序颠倒（纬度在前），已交换", "latitude/longitude were swapped: swapped back"),
+    "COORDS_NOT_DEGREES": ("坐标 {x:.1f}, {y:.1f} 超出经纬度范围（疑为投影坐标），请用 --crs 指定坐标系",
+                           "coordinates {x:.1f}, {y:.1f} are outside degree ranges (projected metres?): "
+                           "give the right CRS with --crs"),
+    "CRS_CONVERTED": ("坐标已由 {source} 转换为 WGS84", "coordinates converted from {source} to WGS84"),
+    "AREA_TOO_SMALL": ("面积 {area_mu:.3f} 亩小于 {min_mu} 亩，疑为误绘",
+                       "area {area_mu:.3f} mu is below {min_mu} mu: probably a digitising slip"),
+    "AREA_TOO_LARGE": ("面积 {area_mu:.0f} 亩大于 {max_mu} 亩，不像单个地块（坐标系是否有误？）",
+                       "area {area_mu:.0f} mu is above {max_mu} mu: not a single field (wrong CRS?)"),
+    "AREA_MISMATCH": ("图形面积 {measured:.2f} 亩与申报 {declared:.2f} 亩相差 {diff:.0%}（容差 {tol:.0%}）",
+                      "measured parcel area {measured:.2f} mu differs from the declared "
+                      "{declared:.2f} mu by {diff:.0%} (tolerance {tol:.0%})"),
+    "MISSING_ID": ("缺少地块编号", "parcel_id is empty"),
+    "DUPLICATE_ID": ("地块编号 {parcel_id} 与第 {first} 行重复", "parcel_id {parcel_id} already used in row {first}"),
+    "MISSING_ATTRIBUTE": ("缺少必填项：{column}", "required attribute missing: {column}"),
+    "DECLARED_AREA_INVALID": ("申报面积 {value} 不是正数", "declared_area_mu {value} is not a positive number"),
+    "CROP_UNRECOGNISED": ("作物“{crop}”不是已知作物代码，按原值保留",
+                          "crop '{crop}' is not a known crop code (kept as given)"),
+    "ATTRIBUTES_VARY": ("同一地块各顶点行的 {columns} 不一致，取第一行的值",
+                        "this parcel's vertex rows disagree on {columns}: the first row's value is used"),
 }
 
 

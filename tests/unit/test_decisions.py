@@ -68,7 +68,7 @@ def test_loss_grades():
 
 # --- planting verdicts on hand-built series ------------------------------------------------
 
-def _series(curves: dict[str, tuple], times, full_pixels=20):
+def _series(curves: dict[str, tuple], times, full_pixels=20, weight_sum=None):
     """curves: parcel → (ndvi_mean, p75, vegetated_fraction) arrays over ``times``."""
     ids = list(curves)
     arr = {k: np.array([curves[p][j] for p in ids], np.float32)
@@ -79,7 +79,7 @@ def _series(curves: dict[str, tuple], times, full_pixels=20):
          "clear_fraction": (("parcel", "time"), np.ones((n, len(times)), np.float32))},
         coords={"parcel_id": ("parcel", ids), "time": times,
                 "full_pixels": ("parcel", np.full(n, full_pixels)),
-                "weight_sum": ("parcel", np.full(n, float(full_pixels))),
+                "weight_sum": ("parcel", np.full(n, float(weight_sum or full_pixels))),
                 "pixel_rule": ("parcel", ["buffered"] * n),
                 "small_parcel": ("parcel", np.full(n, full_pixels < 4))})
 
@@ -120,7 +120,9 @@ def test_planting_verdicts_for_hand_built_cases():
 def test_small_parcel_and_missing_data_verdicts():
     times = pd.date_range("2024-09-05", "2025-06-15", freq="5D").values
     wheat = _wheat_curve(times)
-    s = _series({"tiny": (wheat, wheat, np.ones(len(times)))}, times, full_pixels=2)
+    # 1.5 pixel-equivalents measured: below the 2 the rules need to judge
+    s = _series({"tiny": (wheat, wheat, np.ones(len(times)))}, times, full_pixels=0,
+                weight_sum=1.5)
     parcels = pd.DataFrame({"parcel_id": ["tiny", "gone"], "crop": "winter_wheat",
                             "declared_area_mu": [1.0, 2.0], "area_mu": [1.0, 2.0]})
     v = verify_planting(s, parcels, load_calendars(), WHEAT).set_index("parcel_id")

@@ -1,0 +1,57 @@
+"""The parcel-series computation on a dask.distributed LocalCluster (2 worker processes) equals
+the single-process threaded run."""
+
+import datetime as dt
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+
+from agri_3s.sources.local import LocalSource
+from agri_3s.testing.builders import write_acquisition
+from agri_3s.timeseries.zonal import parcel_series, pixel_weights
+
+distributed = pytest.importorskip("distributed")
+
+
+def test_local_cluster_equals_threaded_run(tmp_path):
+    from agri_3s.pipeline import dask_scheduler
+
+    rng = np.random.default_rng(5)
+    t10 = Affine(10, 0, 437000, 0, -10, 4142000)
+    for day in ("2025-05-02", "2025-05-07", "2025-05-12", "2025-05-17"):
+        refl = {b: rng.uniform(0.02, 0.5, (64, 64)).round(4) for b in ("B03", "B04", "B08")}
+        scl = rng.choice(np.array([4, 4, 4, 5, 9], np.uint8), size=(32, 32))
+        write_acquisition(tmp_path, day, refl, scl, t10)
+    parcels = gpd.GeoDataFrame(
+        {"parcel_id": [f"p{i}" for i in range(20)]},
+        geometry=[shapely.box(437000 + x, 4141360 + y, 437000 + x + rng.uniform(30, 120),
+                              4141360 + y + rng.uniform(30, 120))
+                  for x, y in rng.uniform(0, 500, (20, 2))], crs=32650)
+    src = LocalSource(tmp_path, chunk_px=16)  # many windows: parcels cross their borders
+    cube = src.load(tuple(parcels.total_bounds), parcels.crs, dt.date(2025, 5, 1),
+                    dt.date(2025, 5, 31))
+    w = pixel_weights(parcels, cube.odc.geobox)
+    threaded = parcel_series(cube, w)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    try:
+        with dask_scheduler(cluster.scheduler_address) as client:
+            assert len(client.scheduler_info()["workers"]) == 2
+            on_cluster = parcel_series(cube, w)
+    finally:
+        cluster.close()
+    for var in threaded.data_vars:
+        np.testing.assert_array_equal(on_cluster[var].values, threaded[var].values, err_msg=var)
+    assert np.isfinite(threaded["ndvi_mean"].values).mean() > 0.5
+
+
+def test_unreachable_scheduler_is_bad_input():
+    from agri_3s.errors import InputError
+    from agri_3s.pipeline import dask_scheduler
+
+    with pytest.raises(InputError, match="--scheduler"):
+        with dask_scheduler("tcp://127.0.0.1:9"):
+            pass
