@@ -19,6 +19,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 parcels_app = typer.Typer(no_args_is_help=True, help="Parcel file checks.")
 app.add_typer(parcels_app, name="parcels")
 err = Console(stderr=True)
+CRS_HELP = ("CRS of the coordinates when the file has none or states it wrongly: EPSG:4326, "
+            "EPSG:4490, EPSG:4527…, gcj02 (Amap/Tencent apps), bd09 (Baidu)")
+IMAGERY_HELP = "local:PATH | sentinelhub | sentinelhub:cdse | stac:URL"
 SCHEDULER_HELP = ("dask.distributed scheduler address (tcp://host:8786); default: this machine. "
                   "Workers must reach the imagery.")
 out = Console()
@@ -71,12 +74,12 @@ def sample_data(out_dir: Optional[Path] = typer.Option(None, "--out",
 
 
 @app.command()
-def underwrite(parcels: Path, imagery: str = typer.Option(..., help="local:PATH"),
+def underwrite(parcels: Path, imagery: str = typer.Option(..., help=IMAGERY_HELP),
                season: str = typer.Option(..., help="START/END, e.g. 2024-10-01/2025-06-15"),
                out_dir: Path = typer.Option(Path("maps/underwrite"), "--out"),
                calendar: Optional[Path] = typer.Option(None, help="crop calendar TOML"),
                region: Optional[str] = typer.Option(None, help="calendar region"),
-               crs: Optional[str] = typer.Option(None, help="CRS of the parcel coordinates"),
+               crs: Optional[str] = typer.Option(None, help=CRS_HELP),
                include_pii: bool = typer.Option(False, help="keep farmer names / id numbers"),
                lang: str = typer.Option("zh", help="map language: zh | en"),
                scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP)):
@@ -92,14 +95,14 @@ def underwrite(parcels: Path, imagery: str = typer.Option(..., help="local:PATH"
 
 
 @app.command()
-def assess(parcels: Path, imagery: str = typer.Option(..., help="local:PATH"),
+def assess(parcels: Path, imagery: str = typer.Option(..., help=IMAGERY_HELP),
            event: Path = typer.Option(..., help="event TOML"),
            out_dir: Path = typer.Option(Path("maps/assess"), "--out"),
            calendar: Optional[Path] = typer.Option(None, help="crop calendar TOML"),
            payout_threshold: float = typer.Option(0.30, help="no payout below this loss rate"),
            total_loss_at: float = typer.Option(0.80, help="paid as total loss from this rate"),
            deductible: float = typer.Option(0.0, help="absolute deductible rate"),
-           crs: Optional[str] = typer.Option(None, help="CRS of the parcel coordinates"),
+           crs: Optional[str] = typer.Option(None, help=CRS_HELP),
            include_pii: bool = typer.Option(False, help="keep farmer names / id numbers"),
            lang: str = typer.Option("zh", help="map language: zh | en"),
            scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP)):
@@ -140,22 +143,22 @@ def run(job: Path):
 
 @parcels_app.command("check")
 def parcels_check(parcels: Path, out_dir: Path = typer.Option(Path("maps/parcels_check"), "--out"),
-                  crs: Optional[str] = typer.Option(None, help="CRS of the parcel coordinates")):
+                  crs: Optional[str] = typer.Option(None, help=CRS_HELP),
+                  columns: Optional[str] = typer.Option(
+                      None, help="header mapping, e.g. 地块号=parcel_id,亩数=declared_area_mu"),
+                  encoding: Optional[str] = typer.Option(
+                      None, help="DBF/CSV text encoding (default: detected)"),
+                  layer: Optional[str] = typer.Option(None, help="GeoPackage/KML layer or XLSX sheet"),
+                  area_tolerance: float = typer.Option(
+                      0.15, help="declared vs measured area tolerance (AREA_MISMATCH)")):
     """Validate a parcel file: a status and reasons per row; exits 2 only if nothing is usable."""
-    from .outputs.export import write_table
-    from .pipeline import load_parcels
+    from .parcels.validate import check_parcels_file
 
-    gdf = load_parcels(parcels, crs)
-    report = write_table(gdf.drop(columns="geometry"), out_dir / "parcels_report.csv")
-    rejects = gdf[gdf["validity"] == "rejected"]
-    files = {"report": report}
-    if len(rejects):
-        files["rejects"] = write_table(rejects, out_dir / "rejects.gpkg")
-    out.print(f"parcels: {gdf['validity'].value_counts().to_dict()}")
-    _written(files)
-    if len(rejects) == len(gdf):
-        raise InputError("no usable parcel in the file.", source=parcels,
-                         fix="see parcels_report.csv for each row's reasons")
+    s = check_parcels_file(parcels, out_dir, crs=crs, layer=layer, columns=columns,
+                           encoding=encoding, area_tolerance=area_tolerance)
+    out.print(f"parcels: {s['rows_in']} rows — ok {s['ok']}, repaired {s['repaired']}, "
+              f"rejected {s['rejected']} (CRS {s['source_crs']}, columns {s['column_mapping']})")
+    _written(s["files"])
 
 
 def main(argv: list[str] | None = None) -> int:

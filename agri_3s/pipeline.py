@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -46,24 +47,42 @@ class RunResult:
     series: xr.Dataset | None = None
 
 
-def open_source(spec: str | ImagerySource) -> ImagerySource:
-    """``local:PATH`` → :class:`LocalSource`; an ImagerySource is passed through."""
+def open_source(spec: str | ImagerySource, *, cache: str | Path | None = None) -> ImagerySource:
+    """An imagery source from its command-line spelling.
+
+    ``local:PATH`` (per-date GeoTIFF folders and / or SAFE products), ``sentinelhub``
+    (sentinel-hub.com, credentials from sentinelhub-py's configuration or SH_CLIENT_ID /
+    SH_CLIENT_SECRET), ``sentinelhub:cdse`` (Copernicus Data Space), ``stac:URL``.
+    An ImagerySource object is passed through.
+    """
     if not isinstance(spec, str):
         return spec
     kind, _, rest = spec.partition(":")
     if kind == "local" and rest:
         return LocalSource(rest)
-    if kind in ("sentinelhub", "stac"):
-        raise InputError(f"imagery source '{kind}' is not available in this version yet.",
-                         source="--imagery", fix="download the scenes and use local:PATH")
+    if kind == "sentinelhub" and rest in ("", "cdse"):
+        from .sources.sentinelhub import SentinelHubSource, cdse_config
+
+        if rest == "cdse":
+            return SentinelHubSource(cdse_config(os.environ.get("SH_CLIENT_ID", ""),
+                                                 os.environ.get("SH_CLIENT_SECRET", "")))
+        return SentinelHubSource()
+    if kind == "stac" and rest:
+        from .sources.cache import FetchCache
+        from .sources.stac import StacSource
+
+        return StacSource(rest, cache=FetchCache(cache))
     raise InputError(f"unknown imagery source {spec!r}.", source="--imagery",
-                     fix="use local:PATH (a folder with one sub-folder per acquisition date)")
+                     fix="use local:PATH, sentinelhub, sentinelhub:cdse or stac:URL")
 
 
-def load_parcels(parcels: str | Path | gpd.GeoDataFrame, crs: object = None) -> gpd.GeoDataFrame:
+def load_parcels(parcels: str | Path | gpd.GeoDataFrame, crs: object = None, *,
+                 columns: str | dict | None = None, encoding: str | None = None,
+                 area_tolerance: float = 0.15) -> gpd.GeoDataFrame:
     """Read (if a path) and validate parcels; every row kept, with ``validity`` and ``area_mu``."""
-    gdf = parcels if isinstance(parcels, gpd.GeoDataFrame) else read_parcels(parcels, crs=crs)
-    return validate_parcels(gdf)
+    gdf = (parcels if isinstance(parcels, gpd.GeoDataFrame)
+           else read_parcels(parcels, crs=crs, columns=columns, encoding=encoding))
+    return validate_parcels(gdf, area_tolerance=area_tolerance)
 
 
 @contextlib.contextmanager
