@@ -21,7 +21,7 @@ from .crs import metric_crs
 from .decisions.calendar import load_calendars
 from .decisions.indemnity import PolicyTerms, claims_table
 from .decisions.loss import Event, LossParams, estimate_losses, load_event, post_windows
-from .decisions.planting import PlantingRules, verify_planting
+from .decisions.planting import LOOKBACK, PlantingRules, verify_planting
 from .errors import InputError, require
 from .outputs.export import atomic_path, write_manifest, write_table
 from .outputs.privacy import mask_pii
@@ -35,8 +35,6 @@ from .types import Season
 
 #: ``progress(step, done, total)`` — how long jobs report progress (the CLI draws bars).
 Progress = Callable[[str, int, int], None]
-#: Imagery read before the season starts, so the sowing window's bare soil is seen.
-SOWING_LOOKBACK = dt.timedelta(days=30)
 
 
 @dataclass
@@ -166,7 +164,7 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
     out = Path(out)
     gdf = load_parcels(parcels, crs)
     source = open_source(imagery)
-    series = compute_series(gdf, source, season.start - SOWING_LOOKBACK, season.end, progress,
+    series = compute_series(gdf, source, season.start - LOOKBACK, season.end, progress,
                             scheduler)
     verdicts = verify_planting(series, gdf, load_calendars(calendar), season, rules,
                                region=region)

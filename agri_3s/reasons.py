@@ -11,6 +11,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "CROP_MISMATCH_SOWING": ("播种期已有植被覆盖（最低NDVI {ndvi:.2f}），非申报作物当季播种",
                              "vegetation already present through the sowing window (lowest NDVI "
                              "{ndvi:.2f}): not the declared crop sown this season"),
+    "EMERGED_BEFORE_SOWING": ("{date} 已出苗，早于申报作物播种期（{start} 起），非申报作物",
+                              "emerged on {date}, before the declared crop's sowing window "
+                              "(from {start}): another crop"),
     "CROP_MISMATCH_TIMING": ("植被峰值出现在 {date}，不在申报作物峰值期内",
                              "vegetation peaks on {date}, outside the declared crop's peak window"),
     "PARTIAL_PLANTING": ("仅约 {pct:.0%} 的地块有作物", "only about {pct:.0%} of the parcel is planted"),
@@ -19,6 +22,9 @@ REASONS: dict[str, tuple[str, str]] = {
                        "{declared:.1f} mu"),
     "AREA_EXCESS": ("实测种植面积 {measured:.1f} 亩大于申报 {declared:.1f} 亩",
                     "measured planted area {measured:.1f} mu exceeds the declared {declared:.1f} mu"),
+    "CANOPY_NOT_REACHED": ("已出苗但未达到申报作物的冠层（NDVI上四分位 {p75:.2f} < {min:.2f}），请核查是否受灾或长势差",
+                           "emerged in time but never reached the crop's canopy (NDVI p75 "
+                           "{p75:.2f} < {min:.2f}): check for damage or poor growth"),
     "NO_EMERGENCE": ("出苗期未观测到出苗", "no emergence seen in the emergence window"),
     "LATE_EMERGENCE": ("出苗偏晚（{date}）", "late emergence ({date})"),
     "SMALL_PARCEL": ("地块过小（仅 {n:.1f} 个像元当量），遥感结果仅供参考",

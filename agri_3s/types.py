@@ -33,4 +33,4 @@ class Season:
         return f"{self.start}/{self.end}"
 
 #: Version of the verdict and claim-estimate export schema (DESIGN.md data contracts).
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.0.0"  # three parts: never read back as a number by CSV / Excel

@@ -20,6 +20,7 @@ Rules (each with a reason code, see :mod:`.reasons`), applied to the parcel's cl
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,11 @@ import xarray as xr
 from ..types import Season
 from .calendar import CropCalendar, calendar_for
 from ..reasons import join_reasons, reason
+
+
+#: How far before the season the decision looks: the previous crop or a bare seedbed before
+#: sowing is part of the evidence. The series must cover it (the pipeline reads it).
+LOOKBACK = dt.timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,9 @@ class PlantingRules:
     #: Measured on the sample: parcels with no whole pixel after the 5 m buffer but ≥ 2
     #: pixel-equivalents of edge pixels were still judged right 98 % of the time.
     min_pixel_equivalents: float = 2.0
+    #: How far the canopy level (against healthy same-crop parcels) must fall below the share
+    #: of vegetated pixels before it is taken as the planted share instead.
+    cover_disagreement: float = 0.25
 
 
 def _dates(times) -> np.ndarray:
@@ -64,7 +73,8 @@ def _in(d: np.ndarray, window: tuple[dt.date, dt.date]) -> np.ndarray:
 def _verdict_row(obs: pd.DataFrame, cal: CropCalendar, season: Season, rules: PlantingRules,
                  area_mu: float, declared_mu: float, pixel_equivalents: float,
                  full_pixels: int) -> dict:
-    """Verdict for one parcel from its clear observations (columns time, mean, p75, veg)."""
+    """Verdict for one parcel from its clear observations (columns time, mean, p75, veg and
+    ``cover``: the canopy level relative to healthy same-crop parcels, NaN when unknown)."""
     d = _dates(obs["time"])
     row: dict = {"clear_observations": len(obs)}
     peak_w = cal.peak.within(season)
@@ -81,7 +91,14 @@ def _verdict_row(obs: pd.DataFrame, cal: CropCalendar, season: Season, rules: Pl
     # after canopy closure (a flood, hail) does not make a planted field look unplanted
     grown = obs[_in(d, (emerg_w[0], peak_w[1]))]
     canopy_p75 = float(grown["p75"].max())
+    # planted share: the share of vegetated pixels — unless the canopy level against healthy
+    # same-crop parcels says far less: narrow strips planted lengthwise have only mixed pixels,
+    # which all look vegetated. (Edge contamination alone lowers that level by up to ~0.2.)
     planted_fraction = float(grown["veg"].max())
+    if grown["cover"].notna().any():
+        level = float(grown["cover"].max())
+        if level < planted_fraction - rules.cover_disagreement:
+            planted_fraction = level
     measured = area_mu * planted_fraction
     ratio = measured / declared_mu if declared_mu and declared_mu > 0 else np.nan
     # emergence: the first rise after the seedbed's bare-soil minimum (a cover crop or the
@@ -98,9 +115,16 @@ def _verdict_row(obs: pd.DataFrame, cal: CropCalendar, season: Season, rules: Pl
                measured_area_mu=measured, area_ratio=ratio)
 
     red, yellow, info = [], [], []
-    sowing_obs = obs[_in(d, (sow[0], sow[1] + dt.timedelta(days=10)))]
-    if len(sowing_obs) >= 2 and sowing_obs["mean"].min() > rules.bare_ndvi_max:
-        red.append(reason("CROP_MISMATCH_SOWING", ndvi=float(sowing_obs["mean"].min())))
+    dense = (rules.bare_ndvi_max + cal.peak_ndvi_min) / 2
+    if _green_through_sowing(obs, d, sow, emerg_w, dense, rules):
+        red.append(reason("CROP_MISMATCH_SOWING", ndvi=float(seedbed["mean"].min())))
+    elif emergence is not None and emergence < sow[0]:
+        red.append(reason("EMERGED_BEFORE_SOWING", date=str(emergence), start=str(sow[0])))
+    elif (canopy_p75 < cal.peak_ndvi_min and emergence is not None
+          and emergence <= emerg_w[1] + dt.timedelta(days=rules.late_emergence_days)
+          and canopy_p75 >= dense):
+        # it came up in time but never reached a full canopy: planted, then lost or stunted
+        yellow.append(reason("CANOPY_NOT_REACHED", p75=canopy_p75, min=cal.peak_ndvi_min))
     elif canopy_p75 < cal.peak_ndvi_min:
         late = obs[(_dates(obs["time"]) > np.datetime64(peak_w[1]))
                    & (obs["p75"] >= cal.peak_ndvi_min)]
@@ -113,7 +137,7 @@ def _verdict_row(obs: pd.DataFrame, cal: CropCalendar, season: Season, rules: Pl
         red.append(reason("PARTIAL_PLANTING", pct=planted_fraction))
     elif planted_fraction < rules.yellow_planted_fraction:
         yellow.append(reason("PARTIAL_PLANTING", pct=planted_fraction))
-    if not red:
+    if not red and not yellow:
         if emergence is None:
             yellow.append(reason("NO_EMERGENCE"))
         elif emergence > emerg_w[1] + dt.timedelta(days=rules.late_emergence_days):
@@ -132,6 +156,54 @@ def _verdict_row(obs: pd.DataFrame, cal: CropCalendar, season: Season, rules: Pl
     confidence = (min(1.0, len(obs) / 10) * min(1.0, len(peak_obs) / 3)
                   * min(1.0, pixel_equivalents / 8) * (0.5 + 0.5 * margin))
     return {**row, "status": status, "confidence": round(confidence, 2), **join_reasons(reasons)}
+
+
+def _green_through_sowing(obs, d, sow, emerg_w, dense_ndvi: float, rules: PlantingRules) -> bool:
+    """True when the parcel was already green when the declared crop should have been sown.
+
+    A bare seedbed (NDVI ≤ ``bare_ndvi_max``) seen from 15 days before sowing to the end of
+    emergence clears the parcel. If none was seen, it was green through sowing when
+    (a) a dense canopy (NDVI > ``dense_ndvi``) covered every look inside the sowing window — a
+    meadow or perennial — or (b) its NDVI only rose from a month before the sowing window on —
+    a crop sown earlier. A previous crop still senescing in the window fits neither (its NDVI
+    falls, and clouds may hide the bare soil after its harvest).
+    """
+    seedbed = obs[_in(d, (sow[0] - dt.timedelta(days=15), emerg_w[1]))]
+    if len(seedbed) == 0 or (seedbed["mean"] <= rules.bare_ndvi_max).any():
+        return False
+    in_window = obs[_in(d, sow)]["mean"].to_numpy()
+    if len(in_window) >= 2 and in_window.min() > dense_ndvi:
+        return True
+    context = obs[_in(d, (sow[0] - LOOKBACK, emerg_w[1]))]["mean"].to_numpy()
+    return len(context) >= 3 and bool(np.all(np.diff(context) >= -0.03))
+
+
+def _canopy_reference(series: xr.Dataset, parcels: pd.DataFrame, clear: np.ndarray,
+                      rules: PlantingRules) -> np.ndarray:
+    """Per parcel and date, its canopy relative to healthy parcels of the same declared crop:
+    ``(NDVI − soil) / (p90 of the crop's parcels − soil)`` (NaN with < 10 such parcels).
+
+    Soil is the batch's 5th percentile of clear NDVI (every season has bare soil somewhere)."""
+    mean = np.where(clear, series["ndvi_mean"].values, np.nan)
+    cover = np.full(mean.shape, np.nan)
+    if not np.isfinite(mean).any():
+        return cover
+    soil = float(np.nanpercentile(mean, 5))
+    row = {pid: i for i, pid in enumerate(series["parcel_id"].values)}
+    crops = pd.Series([None] * len(row), dtype=object)
+    for rec in parcels.itertuples(index=False):
+        if str(rec.parcel_id) in row:
+            crops[row[str(rec.parcel_id)]] = rec.crop
+    for crop in crops.dropna().unique():
+        members = np.flatnonzero((crops == crop).to_numpy())
+        if len(members) < 10:
+            continue
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-cloudy dates
+            full = np.nanpercentile(mean[members], 90, axis=0)
+            cover[members] = (mean[members] - soil) / (full - soil)
+        cover[np.ix_(members, np.flatnonzero(~(full - soil > 0.2)))] = np.nan  # no canopy yet
+    return np.clip(cover, 0.0, 1.0)
 
 
 def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, season: Season,
@@ -153,10 +225,12 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     ...     "2024-10-01/2025-06-15"))                                    # doctest: +SKIP
     >>> verdicts["status"].value_counts()                                # doctest: +SKIP
     """
-    s = series.sel(time=slice(np.datetime64(season.start), np.datetime64(season.end)))
+    s = series.sel(time=slice(np.datetime64(season.start - LOOKBACK), np.datetime64(season.end)))
     index = {pid: i for i, pid in enumerate(s["parcel_id"].values)}
     mean, p75, veg = (s[v].values for v in ("ndvi_mean", "ndvi_p75", "vegetated_fraction"))
     clear = s["clear_fraction"].values
+    ok_all = (clear >= rules.min_clear_fraction) & np.isfinite(mean)
+    cover = _canopy_reference(s, parcels, ok_all, rules)
     times = s["time"].values
     rows = []
     for rec in parcels.itertuples(index=False):
@@ -180,9 +254,9 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
         if i is None or float(s["weight_sum"].values[i]) == 0:
             rows.append({**base, "status": "no_data", **join_reasons([reason("NO_PIXELS")])})
             continue
-        ok = (clear[i] >= rules.min_clear_fraction) & np.isfinite(mean[i])
+        ok = ok_all[i]
         obs = pd.DataFrame({"time": times[ok], "mean": mean[i][ok], "p75": p75[i][ok],
-                            "veg": veg[i][ok]}).reset_index(drop=True)
+                            "veg": veg[i][ok], "cover": cover[i][ok]}).reset_index(drop=True)
         rows.append({**base, **_verdict_row(obs, cal, season, rules, rec.area_mu,
                                             rec.declared_area_mu,
                                             float(s["weight_sum"].values[i]), full)})

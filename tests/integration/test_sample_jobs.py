@@ -51,7 +51,7 @@ def test_verdicts_agree_with_truth(run, season, truth, request):
     assert len(result.table) == len(parcels)  # nobody dropped
     judged = v[(v["full_pixels"] >= 8) & (v["clear_observations"] >= 8)
                & v["status"].isin(["green", "yellow", "red"])]
-    assert len(judged) >= 0.6 * len(v)
+    assert len(judged) >= 100
     agreement = (judged["status"] == judged["expected_verdict"]).mean()
     assert agreement >= 0.95, judged.loc[judged["status"] != judged["expected_verdict"],
                                          ["parcel_id", "truth_class", "status", "reasons"]].head(20)
@@ -72,8 +72,8 @@ def test_hail_loss_rates_against_truth(hail, truth):
     assert mae <= 0.10
     hit = est[est["hail_loss_rate"] >= 0.3]
     assert len(hit) >= 20
-    covered = ((hit["hail_loss_rate"] >= hit["loss_rate_low"] - 0.05)
-               & (hit["hail_loss_rate"] <= hit["loss_rate_high"] + 0.05)).mean()
+    # hail damages the whole parcel, so the range on the damaged area is the parcel's range
+    covered = hit["hail_loss_rate"].between(hit["loss_rate_low"], hit["loss_rate_high"]).mean()
     assert covered >= 0.7
 
 
@@ -82,6 +82,9 @@ def test_flood_fraction_and_loss_against_truth(flood, truth):
     est = c[c["parcel_loss_rate"].notna() & (c["flooded_fraction_y"] > 0.2)]
     assert len(est) >= 10
     assert (est["parcel_loss_rate"] - est["flood_loss_rate"]).abs().mean() <= 0.15
+    seen = est[est["flooded_fraction_x"].notna()]  # water seen on a clear look after the flood
+    assert len(seen) >= 10
+    assert (seen["flooded_fraction_x"] - seen["flooded_fraction_y"]).abs().mean() <= 0.10
 
 
 def test_indemnity_follows_the_policy_formula(hail):
@@ -97,14 +100,18 @@ def test_indemnity_follows_the_policy_formula(hail):
     assert (c.loc[c["loss_rate"] < c["payout_threshold"], "indemnity_cny"] == 0).all()
 
 
-def test_exports_and_manifest(hail):
+def test_exports_and_manifest(hail, sample):
     out = hail.out
     csv_bytes = (out / "claims.csv").read_bytes()
     assert csv_bytes.startswith(b"\xef\xbb\xbf")  # BOM: Excel reads the Chinese text
-    claims = pd.read_csv(out / "claims.csv", encoding="utf-8-sig")
-    assert claims["schema_version"].eq("1.0").all() and claims["claim_id"].is_unique
-    assert not claims["farmer_name"].astype(str).str.len().gt(0).all() or \
-        claims["farmer_name"].astype(str).str.contains(r"\*").all()  # masked for third parties
+    claims = pd.read_csv(out / "claims.csv", encoding="utf-8-sig", dtype=str)
+    assert claims["schema_version"].eq("1.0.0").all() and claims["claim_id"].is_unique
+    # farmer names and ID numbers are masked for third parties
+    given = gpd.read_file(sample.parcels_wheat)
+    text = (out / "claims.csv").read_text(encoding="utf-8-sig")
+    assert not any(name in text for name in given["farmer_name"] if len(name) >= 3)
+    assert not any(idn in text for idn in given["farmer_id_number"])
+    assert claims["farmer_id_number"].str.endswith(tuple(given["farmer_id_number"].str[-4:])).all()
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["inputs"]["parcels"]["sha256"] and manifest["imagery"]["dates"]
     assert len(gpd.read_file(out / "claims.geojson")) == len(claims)

@@ -11,7 +11,7 @@ import xarray as xr
 
 from agri_3s.decisions.calendar import Window, load_calendars
 from agri_3s.decisions.indemnity import PolicyTerms, claims_table, indemnity_cny
-from agri_3s.decisions.loss import Event, estimate_losses, loss_grade
+from agri_3s.decisions.loss import Event, LossParams, estimate_losses, loss_grade
 from agri_3s.decisions.planting import verify_planting
 from agri_3s.errors import InputError
 from agri_3s.types import Season
@@ -155,7 +155,7 @@ def test_loss_recovered_exactly_when_ndvi_is_linear_in_cover():
                                 "sum_insured_cny_per_mu": 500.0}, geometry=boxes, crs=32650)
     footprint = gpd.GeoDataFrame(geometry=[shapely.box(n_h * 100 - 10, -10, 4000, 100)], crs=32650)
     ev = Event("hail-1", "hail", event, footprint=footprint, crops=("winter_wheat",))
-    est = estimate_losses(s, parcels, ev)
+    est = estimate_losses(s, parcels, ev, LossParams(soil_ndvi=soil))
     damaged = est.iloc[n_h:]
     np.testing.assert_allclose(damaged["loss_rate"], truth[n_h:], atol=1e-6)
     assert (damaged["loss_rate_low"] <= damaged["loss_rate"]).all()
