@@ -124,11 +124,13 @@ def assess(parcels: Path, imagery: str = typer.Option(..., help=IMAGERY_HELP),
 @app.command("map")
 def map_cmd(results: List[Path], out_file: Path = typer.Option(Path("maps/map.html"), "--out"),
             lang: str = typer.Option("zh", help="zh | en"),
+            photos: Optional[Path] = typer.Option(None, help="photos.geojson from `agri3s photos`"),
             show_pii: bool = typer.Option(False, help="show farmer names (internal use only)")):
     """An adjuster map from one or more result folders."""
     from .pipeline import map_results
 
-    out.print(f"map: {map_results(results, out_file, lang=lang, show_pii=show_pii)}")
+    path = map_results(results, out_file, lang=lang, show_pii=show_pii, photos=photos)
+    out.print(f"map: {path}")
 
 
 @app.command()
@@ -159,6 +161,76 @@ def parcels_check(parcels: Path, out_dir: Path = typer.Option(Path("maps/parcels
     out.print(f"parcels: {s['rows_in']} rows — ok {s['ok']}, repaired {s['repaired']}, "
               f"rejected {s['rejected']} (CRS {s['source_crs']}, columns {s['column_mapping']})")
     _written(s["files"])
+
+
+@parcels_app.command("overlaps")
+def parcels_overlaps(parcels: Path,
+                     register: Optional[Path] = typer.Option(
+                         None, help="GeoPackage register of parcels accepted in earlier batches"),
+                     season: Optional[str] = typer.Option(None, help="only compare this season"),
+                     accept: Optional[str] = typer.Option(
+                         None, help="batch id: add this batch's usable parcels to the register"),
+                     min_share: float = typer.Option(0.05, help="smallest overlap share reported"),
+                     out_dir: Path = typer.Option(Path("maps/overlaps"), "--out"),
+                     crs: Optional[str] = typer.Option(None, help=CRS_HELP)):
+    """Overlapping and duplicate-insured parcels, within the batch and against a register."""
+    from .outputs.export import write_table
+    from .parcels.overlap import Register, find_overlaps, overlap_summary
+    from .pipeline import load_parcels
+
+    gdf = load_parcels(parcels, crs)
+    usable = gdf[gdf["validity"] != "rejected"]
+    pairs = find_overlaps(usable, register=register, season=season, min_share=min_share)
+    files = {"overlaps": write_table(pairs, out_dir / "overlaps.csv"),
+             "summary": write_table(overlap_summary(usable, pairs), out_dir / "overlap_summary.csv")}
+    out.print(f"{len(pairs)} overlapping pair(s) among {len(usable)} usable parcels "
+              f"({len(gdf) - len(usable)} rejected on input)")
+    if accept:
+        if register is None:
+            raise InputError("--accept needs --register.", source="--accept")
+        Register(register).accept(usable, accept, season=season)
+        out.print(f"accepted {len(usable)} parcels into {register} as batch {accept}")
+    _written(files)
+
+
+@parcels_app.command("from-track")
+def parcels_from_track(tracks: List[Path],
+                       out_file: Path = typer.Option(Path("maps/tracks.geojson"), "--out"),
+                       max_hdop: float = typer.Option(5.0, help="drop fixes with a larger HDOP")):
+    """Parcel polygons from walked GNSS tracks (GPX or NMEA), one per file, with a fix report."""
+    import json
+
+    import geopandas as gpd
+
+    from .outputs.export import write_table
+    from .parcels.gnss import polygon_from_track
+
+    rows = []
+    for track in tracks:
+        polygon, report = polygon_from_track(track, max_hdop=max_hdop)
+        rows.append({"parcel_id": track.stem, "geometry": polygon,
+                     **{k: json.dumps(v, ensure_ascii=False, default=str)
+                        if isinstance(v, (dict, list)) else v for k, v in report.items()}})
+    write_table(gpd.GeoDataFrame(rows, crs=4326), out_file)
+    out.print(f"{len(rows)} polygon(s): {out_file}")
+
+
+@app.command()
+def photos(folder: Path, parcels: Path,
+           photo_crs: str = typer.Option("wgs84", "--photo-crs",
+                                         help="coordinates in the photos' EXIF: wgs84 | gcj02"),
+           max_distance_m: float = typer.Option(200.0, help="farthest nearest-parcel match"),
+           out_file: Path = typer.Option(Path("maps/photos.geojson"), "--out"),
+           crs: Optional[str] = typer.Option(None, help=CRS_HELP)):
+    """Geotagged field photos matched to the containing or nearest parcel (for `map --photos`)."""
+    from .outputs.export import write_table
+    from .parcels.gnss import photos_to_parcels
+    from .pipeline import load_parcels
+
+    matched = photos_to_parcels(folder, load_parcels(parcels, crs), crs=photo_crs,
+                                max_distance_m=max_distance_m)
+    write_table(matched, out_file)
+    out.print(f"photos: {matched['match'].value_counts().to_dict()}: {out_file}")
 
 
 def main(argv: list[str] | None = None) -> int:

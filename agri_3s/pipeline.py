@@ -257,7 +257,7 @@ def map_results(results: list[str | Path], out: str | Path, *, lang: str = "zh",
         if (folder / "series.nc").exists() and series is None:
             series = xr.load_dataset(folder / "series.nc", engine="scipy")
     return _map(Path(out), parcels, verdicts=verdicts, claims=claims, series=series, lang=lang,
-                show_pii=show_pii)
+                show_pii=show_pii, photos=gpd.read_file(photos) if photos else None)
 
 
 def _asdict(obj) -> dict:
