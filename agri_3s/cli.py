@@ -82,14 +82,17 @@ def underwrite(parcels: Path, imagery: str = typer.Option(..., help=IMAGERY_HELP
                crs: Optional[str] = typer.Option(None, help=CRS_HELP),
                include_pii: bool = typer.Option(False, help="keep farmer names / id numbers"),
                lang: str = typer.Option("zh", help="map language: zh | en"),
+               pool_units: bool = typer.Option(
+                   False, help="judge plots too small to measure with the same household's "
+                               "adjacent plots of the same crop (连片)"),
                scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP)):
     """Underwriting verification: a green / yellow / red verdict per parcel."""
     from .pipeline import underwrite as run
 
     with _progress() as report:
         result = run(parcels, imagery, season, out=out_dir, calendar=calendar, region=region,
-                     crs=crs, include_pii=include_pii, lang=lang, scheduler=scheduler,
-                     progress=report)
+                     crs=crs, include_pii=include_pii, lang=lang, pool_units=pool_units,
+                     scheduler=scheduler, progress=report)
     out.print(f"verdicts: {result.table['status'].value_counts().to_dict()}")
     _written(result.files)
 

@@ -26,6 +26,8 @@ from .errors import InputError, require
 from .outputs.export import atomic_path, write_manifest, write_table
 from .outputs.privacy import mask_pii
 from .parcels.io import CLAIM_COLUMNS, read_parcels
+from .parcels.units import pool_units as pool
+from .parcels.units import spread_unit_results
 from .parcels.validate import validate_parcels
 from .sources.base import ImagerySource
 from .sources.local import LocalSource
@@ -151,8 +153,13 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
                calendar: str | Path | None = None, rules: PlantingRules = PlantingRules(),
                crs: object = None, region: str | None = None, include_pii: bool = False,
                formats: tuple[str, ...] = (".csv", ".geojson"), lang: str = "zh",
-               scheduler: str | None = None, progress: Progress | None = None) -> RunResult:
+               pool_units: bool = False, scheduler: str | None = None,
+               progress: Progress | None = None) -> RunResult:
     """Underwriting verification: a verdict per parcel for one season.
+
+    ``pool_units``: plots too small to measure alone are judged together with the adjacent
+    plots of the same household and crop (连片 monitoring units); every original parcel gets
+    its unit's verdict, with ``unit_id`` and the reason ``POOLED_UNIT``.
 
     Examples
     --------
@@ -164,10 +171,17 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
     out = Path(out)
     gdf = load_parcels(parcels, crs)
     source = open_source(imagery)
-    series = compute_series(gdf, source, season.start - LOOKBACK, season.end, progress,
+    calendars = load_calendars(calendar)
+    judged = gdf
+    if pool_units:
+        with_units, judged = pool(gdf[gdf["validity"] != "rejected"])
+        judged = validate_parcels(judged)
+    series = compute_series(judged, source, season.start - LOOKBACK, season.end, progress,
                             scheduler)
-    verdicts = verify_planting(series, gdf, load_calendars(calendar), season, rules,
-                               region=region)
+    verdicts = verify_planting(series, judged, calendars, season, rules, region=region)
+    if pool_units:
+        verdicts = _spread_to_parcels(verdicts, with_units, gdf, series, calendars, season,
+                                      rules)
     table = _result_table(gdf, verdicts, include_pii)
     files = _write_outputs(out, "verdicts", table, series, formats)
     files["map.html"] = _map(out / "map.html", table, verdicts=verdicts, series=series, lang=lang,
@@ -178,6 +192,23 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
                     "pixel_rule": series.attrs["pixel_rule"]},
         imagery={**source.describe(), "dates": _dates(series)}, outputs=files, started=started)
     return RunResult(out, files, table, series)
+
+
+def _spread_to_parcels(unit_verdicts: pd.DataFrame, with_units: gpd.GeoDataFrame,
+                       parcels: gpd.GeoDataFrame, series: xr.Dataset, calendars: dict,
+                       season: Season, rules: PlantingRules) -> pd.DataFrame:
+    """Unit verdicts → one row per original parcel (input order); rejected parcels stay
+    ``invalid``. Measured area is shared out by area; the area ratio is each parcel's own."""
+    per_unit = unit_verdicts.drop(columns=["policy_id", "crop", "declared_area_mu",
+                                           "parcel_area_mu", "area_ratio"])
+    spread = spread_unit_results(per_unit, with_units, split_columns=["measured_area_mu"])
+    spread.index = with_units.index
+    rejected = parcels[parcels["validity"] == "rejected"]
+    invalid = verify_planting(series, rejected, calendars, season, rules)
+    invalid.index = rejected.index
+    rows = pd.concat([spread, invalid]).loc[parcels.index]
+    rows["area_ratio"] = rows["measured_area_mu"] / parcels["declared_area_mu"]
+    return rows.reset_index(drop=True)
 
 
 def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
@@ -315,7 +346,8 @@ def run_job(path: str | Path, progress: Progress | None = None) -> RunResult:
             if "season" not in job:
                 raise InputError("an underwrite job needs season = \"START/END\".", source=path)
             return underwrite(parcels, imagery, job["season"], region=job.get("region"),
-                              rules=PlantingRules(**job.get("rules", {})), **common)
+                              rules=PlantingRules(**job.get("rules", {})),
+                              pool_units=bool(job.get("pool_units", False)), **common)
         if "event" not in job:
             raise InputError("an assess job needs event = \"EVENT.toml\".", source=path)
         return assess(parcels, imagery, _resolve(job["event"], base),

@@ -124,3 +124,18 @@ def test_map_has_one_feature_per_parcel(wheat, hail, tmp_path):
     for pid in wheat.table["parcel_id"].head(20):
         assert len(re.findall(rf'"parcel_id": ?"{re.escape(pid)}"', html)) >= 1
     assert html.count('"type": "Feature"') + html.count('"type":"Feature"') >= n
+
+
+def test_pooled_units_report_on_every_parcel(sample, tmp_path):
+    r = underwrite(sample.parcels_wheat, f"local:{sample.imagery}", WHEAT_SEASON, out=tmp_path,
+                   pool_units=True)
+    given = gpd.read_file(sample.parcels_wheat)
+    assert r.table["parcel_id"].tolist() == given["parcel_id"].tolist()
+    pooled = r.table[r.table["pooled"]]
+    assert len(pooled) >= 2
+    assert pooled["reasons"].str.startswith("POOLED_UNIT").all()
+    for _, unit in pooled.groupby("unit_id"):
+        assert unit["status"].nunique() == 1 and len(unit) >= 2
+        # measured area shared out by parcel area: the unit's planted share on each parcel
+        share = unit["measured_area_mu"] / unit["area_mu"]
+        assert np.allclose(share, share.iloc[0], atol=1e-6)
