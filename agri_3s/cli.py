@@ -6,7 +6,6 @@ import contextlib
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -49,7 +48,7 @@ def _written(files: dict) -> None:
 
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("maps/demo"), "--out", help="output folder"),
-         sample: Optional[Path] = typer.Option(None, help="sample folder (default "
+         sample: Path | None = typer.Option(None, help="sample folder (default "
                                                "sample_data/generated, made on first use)"),
          lang: str = typer.Option("zh", help="map language: zh | en")):
     """Sample data → underwriting + loss assessment + maps; prints what it wrote."""
@@ -64,10 +63,10 @@ def demo(out_dir: Path = typer.Option(Path("maps/demo"), "--out", help="output f
 
 
 @app.command("sample-data")
-def sample_data(out_dir: Optional[Path] = typer.Option(None, "--out",
+def sample_data(out_dir: Path | None = typer.Option(None, "--out",
                 help="folder (default sample_data/generated)")):
     """(Re)generate the synthetic sample county (deterministic)."""
-    from .sample import generate_sample, ensure_sample
+    from .sample import ensure_sample, generate_sample
 
     paths = generate_sample(out_dir) if out_dir else ensure_sample()
     out.print(f"sample written to {paths.root}")
@@ -77,15 +76,15 @@ def sample_data(out_dir: Optional[Path] = typer.Option(None, "--out",
 def underwrite(parcels: Path, imagery: str = typer.Option(..., help=IMAGERY_HELP),
                season: str = typer.Option(..., help="START/END, e.g. 2024-10-01/2025-06-15"),
                out_dir: Path = typer.Option(Path("maps/underwrite"), "--out"),
-               calendar: Optional[Path] = typer.Option(None, help="crop calendar TOML"),
-               region: Optional[str] = typer.Option(None, help="calendar region"),
-               crs: Optional[str] = typer.Option(None, help=CRS_HELP),
+               calendar: Path | None = typer.Option(None, help="crop calendar TOML"),
+               region: str | None = typer.Option(None, help="calendar region"),
+               crs: str | None = typer.Option(None, help=CRS_HELP),
                include_pii: bool = typer.Option(False, help="keep farmer names / id numbers"),
                lang: str = typer.Option("zh", help="map language: zh | en"),
                pool_units: bool = typer.Option(
                    False, help="judge plots too small to measure with the same household's "
                                "adjacent plots of the same crop (连片)"),
-               scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP)):
+               scheduler: str | None = typer.Option(None, help=SCHEDULER_HELP)):
     """Underwriting verification: a green / yellow / red verdict per parcel."""
     from .pipeline import underwrite as run
 
@@ -101,14 +100,14 @@ def underwrite(parcels: Path, imagery: str = typer.Option(..., help=IMAGERY_HELP
 def assess(parcels: Path, imagery: str = typer.Option(..., help=IMAGERY_HELP),
            event: Path = typer.Option(..., help="event TOML"),
            out_dir: Path = typer.Option(Path("maps/assess"), "--out"),
-           calendar: Optional[Path] = typer.Option(None, help="crop calendar TOML"),
+           calendar: Path | None = typer.Option(None, help="crop calendar TOML"),
            payout_threshold: float = typer.Option(0.30, help="no payout below this loss rate"),
            total_loss_at: float = typer.Option(0.80, help="paid as total loss from this rate"),
            deductible: float = typer.Option(0.0, help="absolute deductible rate"),
-           crs: Optional[str] = typer.Option(None, help=CRS_HELP),
+           crs: str | None = typer.Option(None, help=CRS_HELP),
            include_pii: bool = typer.Option(False, help="keep farmer names / id numbers"),
            lang: str = typer.Option("zh", help="map language: zh | en"),
-           scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP)):
+           scheduler: str | None = typer.Option(None, help=SCHEDULER_HELP)):
     """Loss assessment: loss rate, damaged area and indemnity per parcel for one event."""
     from .decisions.indemnity import PolicyTerms
     from .pipeline import assess as run
@@ -125,9 +124,9 @@ def assess(parcels: Path, imagery: str = typer.Option(..., help=IMAGERY_HELP),
 
 
 @app.command("map")
-def map_cmd(results: List[Path], out_file: Path = typer.Option(Path("maps/map.html"), "--out"),
+def map_cmd(results: list[Path], out_file: Path = typer.Option(Path("maps/map.html"), "--out"),
             lang: str = typer.Option("zh", help="zh | en"),
-            photos: Optional[Path] = typer.Option(None, help="photos.geojson from `agri3s photos`"),
+            photos: Path | None = typer.Option(None, help="photos.geojson from `agri3s photos`"),
             show_pii: bool = typer.Option(False, help="show farmer names (internal use only)")):
     """An adjuster map from one or more result folders."""
     from .pipeline import map_results
@@ -148,12 +147,12 @@ def run(job: Path):
 
 @parcels_app.command("check")
 def parcels_check(parcels: Path, out_dir: Path = typer.Option(Path("maps/parcels_check"), "--out"),
-                  crs: Optional[str] = typer.Option(None, help=CRS_HELP),
-                  columns: Optional[str] = typer.Option(
+                  crs: str | None = typer.Option(None, help=CRS_HELP),
+                  columns: str | None = typer.Option(
                       None, help="header mapping, e.g. 地块号=parcel_id,亩数=declared_area_mu"),
-                  encoding: Optional[str] = typer.Option(
+                  encoding: str | None = typer.Option(
                       None, help="DBF/CSV text encoding (default: detected)"),
-                  layer: Optional[str] = typer.Option(None, help="GeoPackage/KML layer or XLSX sheet"),
+                  layer: str | None = typer.Option(None, help="GeoPackage/KML layer or XLSX sheet"),
                   area_tolerance: float = typer.Option(
                       0.15, help="declared vs measured area tolerance (AREA_MISMATCH)")):
     """Validate a parcel file: a status and reasons per row; exits 2 only if nothing is usable."""
@@ -168,14 +167,14 @@ def parcels_check(parcels: Path, out_dir: Path = typer.Option(Path("maps/parcels
 
 @parcels_app.command("overlaps")
 def parcels_overlaps(parcels: Path,
-                     register: Optional[Path] = typer.Option(
+                     register: Path | None = typer.Option(
                          None, help="GeoPackage register of parcels accepted in earlier batches"),
-                     season: Optional[str] = typer.Option(None, help="only compare this season"),
-                     accept: Optional[str] = typer.Option(
+                     season: str | None = typer.Option(None, help="only compare this season"),
+                     accept: str | None = typer.Option(
                          None, help="batch id: add this batch's usable parcels to the register"),
                      min_share: float = typer.Option(0.05, help="smallest overlap share reported"),
                      out_dir: Path = typer.Option(Path("maps/overlaps"), "--out"),
-                     crs: Optional[str] = typer.Option(None, help=CRS_HELP)):
+                     crs: str | None = typer.Option(None, help=CRS_HELP)):
     """Overlapping and duplicate-insured parcels, within the batch and against a register."""
     from .outputs.export import write_table
     from .parcels.overlap import Register, find_overlaps, overlap_summary
@@ -197,7 +196,7 @@ def parcels_overlaps(parcels: Path,
 
 
 @parcels_app.command("from-track")
-def parcels_from_track(tracks: List[Path],
+def parcels_from_track(tracks: list[Path],
                        out_file: Path = typer.Option(Path("maps/tracks.geojson"), "--out"),
                        max_hdop: float = typer.Option(5.0, help="drop fixes with a larger HDOP")):
     """Parcel polygons from walked GNSS tracks (GPX or NMEA), one per file, with a fix report."""
@@ -224,7 +223,7 @@ def photos(folder: Path, parcels: Path,
                                          help="coordinates in the photos' EXIF: wgs84 | gcj02"),
            max_distance_m: float = typer.Option(200.0, help="farthest nearest-parcel match"),
            out_file: Path = typer.Option(Path("maps/photos.geojson"), "--out"),
-           crs: Optional[str] = typer.Option(None, help=CRS_HELP)):
+           crs: str | None = typer.Option(None, help=CRS_HELP)):
     """Geotagged field photos matched to the containing or nearest parcel (for `map --photos`)."""
     from .outputs.export import write_table
     from .parcels.gnss import photos_to_parcels

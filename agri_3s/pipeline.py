@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import geopandas as gpd
 import pandas as pd
@@ -267,8 +267,9 @@ def _map(path: Path, table: gpd.GeoDataFrame, **kwargs) -> Path:
 
 
 def map_results(results: list[str | Path], out: str | Path, *, lang: str = "zh",
-                show_pii: bool = False) -> Path:
-    """One adjuster map from result folders (verdicts and / or claims of the same parcels)."""
+                show_pii: bool = False, photos: str | Path | None = None) -> Path:
+    """One adjuster map from result folders (verdicts and / or claims of the same parcels),
+    optionally with field photos matched to parcels (``agri3s photos`` output)."""
     verdicts = claims = parcels = series = None
     for folder in map(Path, results):
         found = False

@@ -14,7 +14,7 @@ class Season:
     end: dt.date
 
     @classmethod
-    def parse(cls, text: str) -> "Season":
+    def parse(cls, text: str) -> Season:
         """``Season.parse("2024-10-01/2025-06-15")``"""
         from .errors import InputError
 

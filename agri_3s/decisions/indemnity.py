@@ -17,7 +17,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 
+import pandas as pd
+
 from ..errors import InputError
+from ..reasons import join_reasons, reason
+from ..types import SCHEMA_VERSION
+from .calendar import calendar_for
+from .loss import LossParams, claim_id, loss_grade
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ class PolicyTerms:
         if self.total_loss_at < self.payout_threshold:
             raise InputError("total_loss_at is below payout_threshold.", source="policy terms")
 
-    def override(self, values: dict) -> "PolicyTerms":
+    def override(self, values: dict) -> PolicyTerms:
         """These terms with the non-empty ``values`` (e.g. a parcel row's columns) applied."""
         names = {f.name for f in fields(self)}
         given = {k: v for k, v in values.items()
@@ -77,12 +83,6 @@ def claims_table(estimates, parcels, event, terms: PolicyTerms, calendars: dict,
 
     Per-parcel columns ``payout_threshold``, ``total_loss_at``, ``deductible`` override ``terms``.
     """
-    import pandas as pd
-
-    from .calendar import calendar_for
-    from .loss import SCHEMA_VERSION, LossParams, claim_id, loss_grade
-    from ..reasons import join_reasons, reason
-
     params = params or LossParams()
     rows = []
     for est, rec in zip(estimates.to_dict("records"), parcels.to_dict("records")):

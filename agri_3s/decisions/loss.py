@@ -27,9 +27,8 @@ import xarray as xr
 from scipy.spatial import cKDTree
 
 from ..errors import InputError
-from ..tomlfile import read_toml
 from ..reasons import reason
-from ..types import SCHEMA_VERSION
+from ..tomlfile import read_toml
 
 EVENT_TYPES = ("hail", "flood", "drought", "lodging", "freeze")
 

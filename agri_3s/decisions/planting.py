@@ -27,10 +27,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..reasons import join_reasons, reason
 from ..types import Season
 from .calendar import CropCalendar, calendar_for
-from ..reasons import join_reasons, reason
-
 
 #: How far before the season the decision looks: the previous crop or a bare seedbed before
 #: sowing is part of the evidence. The series must cover it (the pipeline reads it).

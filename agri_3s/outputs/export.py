@@ -13,11 +13,12 @@ import hashlib
 import json
 import os
 import platform
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import geopandas as gpd
 import pandas as pd
+
 from ..types import SCHEMA_VERSION
 
 FORMATS = (".csv", ".geojson", ".gpkg", ".parquet")

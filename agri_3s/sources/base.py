@@ -10,7 +10,8 @@ when it is needed.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import xarray as xr

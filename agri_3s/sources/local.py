@@ -16,16 +16,16 @@ import datetime as dt
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from functools import partial
-from typing import Callable, Sequence
+from pathlib import Path
 
 import dask.array as da
-from dask.base import tokenize
 import numpy as np
 import rasterio
 import xarray as xr
+from dask.base import tokenize
 from odc.geo.geobox import GeoBox
 from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
@@ -33,8 +33,15 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window, from_bounds
 
 from ..errors import ImageryError, InputError
-from .base import (BAND_NAMES, DEFAULT_BANDS, REQUIRED_BANDS, cube_from_arrays, default_boa_offset,
-                   dn_to_reflectance, solar_day)
+from .base import (
+    BAND_NAMES,
+    DEFAULT_BANDS,
+    REQUIRED_BANDS,
+    cube_from_arrays,
+    default_boa_offset,
+    dn_to_reflectance,
+    solar_day,
+)
 from .safe import scan_safe_products
 
 

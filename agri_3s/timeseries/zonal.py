@@ -11,8 +11,8 @@ date and band.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import geopandas as gpd
 import numpy as np

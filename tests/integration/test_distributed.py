@@ -52,6 +52,5 @@ def test_unreachable_scheduler_is_bad_input():
     from agri_3s.errors import InputError
     from agri_3s.pipeline import dask_scheduler
 
-    with pytest.raises(InputError, match="--scheduler"):
-        with dask_scheduler("tcp://127.0.0.1:9"):
-            pass
+    with pytest.raises(InputError, match="--scheduler"), dask_scheduler("tcp://127.0.0.1:9"):
+        pass

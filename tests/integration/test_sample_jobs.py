@@ -118,12 +118,21 @@ def test_exports_and_manifest(hail, sample):
 
 
 def test_map_has_one_feature_per_parcel(wheat, hail, tmp_path):
-    path = map_results([wheat.out, hail.out], tmp_path / "map.html", lang="en")
+    first = wheat.table.iloc[0]
+    spot = gpd.GeoSeries([first.geometry.centroid], crs=wheat.table.crs).to_crs(4326)
+    photos = gpd.GeoDataFrame({"photo_id": ["IMG_0001.jpg"], "path": ["photos/IMG_0001.jpg"],
+                               "taken_at": ["2025-05-20T10:00:00"],
+                               "parcel_id": [first["parcel_id"]], "distance_m": [0.0],
+                               "match": ["inside"]}, geometry=spot.values, crs=4326)
+    photos.to_file(tmp_path / "photos.geojson")
+    path = map_results([wheat.out, hail.out], tmp_path / "map.html", lang="en",
+                       photos=tmp_path / "photos.geojson")
     html = path.read_text(encoding="utf-8")
     n = len(wheat.table)
     for pid in wheat.table["parcel_id"].head(20):
         assert len(re.findall(rf'"parcel_id": ?"{re.escape(pid)}"', html)) >= 1
     assert html.count('"type": "Feature"') + html.count('"type":"Feature"') >= n
+    assert "IMG_0001.jpg" in html
 
 
 def test_pooled_units_report_on_every_parcel(sample, tmp_path):

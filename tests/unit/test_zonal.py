@@ -8,7 +8,12 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from agri_3s.sources.base import cube_from_arrays
-from agri_3s.timeseries.zonal import coverage_fractions, parcel_series, pixel_weights, weighted_quantiles
+from agri_3s.timeseries.zonal import (
+    coverage_fractions,
+    parcel_series,
+    pixel_weights,
+    weighted_quantiles,
+)
 
 
 def _grid(res=(10.0, 10.0), shape=(30, 40)):
