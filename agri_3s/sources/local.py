@@ -147,19 +147,31 @@ def _open(path: Path):
 
 
 def read_band(path: Path, geobox: GeoBox) -> np.ndarray:
-    """Read one band file onto ``geobox`` (nearest neighbour); outside the file → 0 (no data)."""
+    """Read one band file onto ``geobox`` (nearest neighbour); outside the file → 0 (no data).
+
+    Grids that line up with the file's (same CRS, pixel size an integer multiple of the
+    target's, corners on pixel edges — e.g. 20 m SCL under a 10 m grid) are read as a window
+    and repeated; anything else is warped."""
     h, w = geobox.shape
     src = _open(path)
     gt = geobox.transform
-    if (CRS.from_user_input(src.crs) == CRS.from_user_input(geobox.crs)
-            and np.allclose(src.res, (gt.a, -gt.e))):
+    if CRS.from_user_input(src.crs) == CRS.from_user_input(geobox.crs):
+        fy, fx = src.res[1] / -gt.e, src.res[0] / gt.a
         col, row = ~src.transform @ (gt.c, gt.f)
-        if abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6:  # same grid: a window
-            win = Window(round(col), round(row), w, h)
-            inside = (win.col_off >= 0 and win.row_off >= 0 and win.col_off + w <= src.width
-                      and win.row_off + h <= src.height)
+        k = round(fx)
+        if (abs(fx - k) < 1e-9 and abs(fy - k) < 1e-9 and k >= 1
+                and abs(col * k - round(col * k)) < 1e-6 and abs(row * k - round(row * k)) < 1e-6):
+            c0, r0 = int(np.floor(col + 1e-9)), int(np.floor(row + 1e-9))
+            dc, dr = round((col - c0) * k), round((row - r0) * k)  # offset inside the first pixel
+            win = Window(c0, r0, -(-(w + dc) // k), -(-(h + dr) // k))
+            inside = (win.col_off >= 0 and win.row_off >= 0
+                      and win.col_off + win.width <= src.width
+                      and win.row_off + win.height <= src.height)
             # boundless reads go through a VRT in rasterio: only for windows off the file's edge
-            return src.read(1, window=win, boundless=not inside, fill_value=0)
+            data = src.read(1, window=win, boundless=not inside, fill_value=0)
+            if k > 1:
+                data = np.repeat(np.repeat(data, k, axis=0), k, axis=1)
+            return data[dr:dr + h, dc:dc + w]
     with WarpedVRT(src, crs=geobox.crs.to_wkt(), transform=gt, width=w, height=h,
                    resampling=Resampling.nearest, nodata=0) as vrt:
         return vrt.read(1)

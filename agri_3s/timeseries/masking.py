@@ -17,18 +17,17 @@ def clear_mask(scl: np.ndarray, *, dilation_px: int = 2,
                dilated: tuple[int, ...] = DILATED_SCL) -> np.ndarray:
     """True where a pixel is a usable clear observation.
 
-    Cloud / shadow / cirrus classes are grown by ``dilation_px`` pixels (a disk), because haze at
-    cloud margins is usually classified as clear land and depresses NDVI.
+    Cloud / shadow / cirrus classes are grown by ``dilation_px`` pixels (a square of side
+    ``2 * dilation_px + 1``: a separable maximum filter, much faster than a disk), because haze
+    at cloud margins is usually classified as clear land and depresses NDVI.
 
     >>> scl = np.full((5, 5), 4, np.uint8); scl[2, 2] = 9
     >>> int(clear_mask(scl, dilation_px=1).sum())
-    20
+    16
     """
     bad = np.isin(scl, invalid)
     if dilation_px > 0:
         cloud = np.isin(scl, dilated)
         if cloud.any():
-            r = dilation_px
-            yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-            bad |= ndimage.binary_dilation(cloud, structure=(xx**2 + yy**2) <= r * r)
+            bad |= ndimage.maximum_filter(cloud.view(np.uint8), size=2 * dilation_px + 1) > 0
     return ~bad

@@ -96,3 +96,27 @@ def test_clear_mask_dilates_clouds_but_not_nodata():
     assert not m[4, 4] and not m[4, 6] and not m[2, 4] and m[4, 7] and m[1, 1]
     assert not m[0, 0]
     assert m[0, 1]  # no-data is masked itself but not grown
+
+
+@pytest.mark.parametrize("x0,y0,shape", [(0, 0, (32, 32)), (1, 3, (13, 7)), (5, 2, (30, 29)),
+                                         (-3, -2, (10, 12))])
+def test_aligned_20m_reads_equal_gdal_nearest_warp(tmp_path, x0, y0, shape):
+    """The repeat fast path for 20 m bands under a 10 m grid, at odd offsets and off the edge,
+    equals GDAL's nearest-neighbour warp of the same file."""
+    import rasterio
+    from odc.geo.geobox import GeoBox
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    from agri_3s.sources.local import read_band
+    from agri_3s.testing.builders import write_band
+
+    rng = np.random.default_rng(4)
+    path = write_band(tmp_path / "SCL.tif", rng.integers(1, 12, (16, 16)).astype(np.uint8),
+                      T10 @ Affine.scale(2))
+    gb = GeoBox(shape, T10 @ Affine.translation(x0, y0), "EPSG:32650")
+    with rasterio.open(path) as src, WarpedVRT(src, crs=src.crs, transform=gb.transform,
+                                               width=shape[1], height=shape[0], nodata=0,
+                                               resampling=Resampling.nearest) as vrt:
+        expected = vrt.read(1)
+    np.testing.assert_array_equal(read_band(path, gb), expected)
