@@ -13,7 +13,9 @@ read onto the grid of the first acquisition's B04 (10 m), 20 m bands by nearest 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -29,6 +31,7 @@ from dask.base import tokenize
 from odc.geo.geobox import GeoBox
 from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
+from rasterio.env import set_gdal_config
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window, from_bounds
 
@@ -128,6 +131,9 @@ def grid_for(reference: Path, bounds: tuple[float, float, float, float], crs: ob
 
 _handles = threading.local()
 MAX_OPEN_PER_THREAD = 64
+#: GDAL's block cache defaults to 5 % of RAM (1.2 GB here); every window is read once, so a
+#: small cache does the same work without holding a gigabyte. An explicit GDAL_CACHEMAX wins.
+BLOCK_CACHE_BYTES = 128 * 1024 * 1024
 
 
 def _open(path: Path):
@@ -135,6 +141,8 @@ def _open(path: Path):
     than reading it, and GDAL's block cache (per open dataset) then serves overlapping windows."""
     cache = getattr(_handles, "cache", None)
     if cache is None:
+        if "GDAL_CACHEMAX" not in os.environ:
+            set_gdal_config("GDAL_CACHEMAX", BLOCK_CACHE_BYTES)
         cache = _handles.cache = OrderedDict()
     key = str(path)
     if key in cache:
@@ -146,6 +154,11 @@ def _open(path: Path):
     return cache[key]
 
 
+@functools.lru_cache(maxsize=64)
+def _same_crs(a: str, b: str) -> bool:
+    return CRS.from_user_input(a) == CRS.from_user_input(b)
+
+
 def read_band(path: Path, geobox: GeoBox) -> np.ndarray:
     """Read one band file onto ``geobox`` (nearest neighbour); outside the file → 0 (no data).
 
@@ -155,7 +168,7 @@ def read_band(path: Path, geobox: GeoBox) -> np.ndarray:
     h, w = geobox.shape
     src = _open(path)
     gt = geobox.transform
-    if CRS.from_user_input(src.crs) == CRS.from_user_input(geobox.crs):
+    if _same_crs(src.crs.to_wkt(), geobox.crs.to_wkt()):
         fy, fx = src.res[1] / -gt.e, src.res[0] / gt.a
         col, row = ~src.transform @ (gt.c, gt.f)
         k = round(fx)

@@ -282,16 +282,49 @@ def _windows(weights: PixelWeights, y_edges: np.ndarray, x_edges: np.ndarray) ->
     return out
 
 
-def _window_stats(win: _Window, red, nir, green, scl, halo: tuple[int, int, int, int],
-                  dilation_px: int, vegetated_ndvi: float, stats: tuple[str, ...]) -> dict:
+def _plane(chunk) -> np.ndarray:
+    """A (1, y, x) chunk of a (time, y, x) cube as a 2-D array."""
+    a = np.asarray(chunk)
+    return a.reshape(a.shape[-2:])
+
+
+def _halo_clear(scl_blocks: list, dilation_px: int) -> np.ndarray:
+    """Clear mask of the centre chunk of a 3 × 3 neighbourhood of SCL chunks (None = beyond the
+    scene), with the cloud dilation seeing ``dilation_px`` pixels into the neighbours."""
+    centre = _plane(scl_blocks[1][1])
+    d = dilation_px
+    if d == 0:
+        return clear_mask(centre, dilation_px=0)
+    h, w = centre.shape
+    halo = np.zeros((h + 2 * d, w + 2 * d), np.uint8)  # 0 = no data: masked, never dilated
+    # where each neighbour's strip lands in the halo array, and which strip of it to take
+    rows = {0: (slice(0, d), slice(-d, None)), 1: (slice(d, d + h), slice(None)),
+            2: (slice(d + h, None), slice(0, d))}
+    cols = {0: (slice(0, d), slice(-d, None)), 1: (slice(d, d + w), slice(None)),
+            2: (slice(d + w, None), slice(0, d))}
+    for r in range(3):
+        for c in range(3):
+            if scl_blocks[r][c] is None:
+                continue
+            part = _plane(scl_blocks[r][c])[rows[r][1], cols[c][1]]
+            target = halo[rows[r][0], cols[c][0]]
+            ph, pw = part.shape  # a neighbour thinner than d: keep the side next to the centre
+            target[(slice(-ph, None) if r == 0 else slice(0, ph)),
+                   (slice(-pw, None) if c == 0 else slice(0, pw))] = part
+    return clear_mask(halo, dilation_px=d)[d:d + h, d:d + w]
+
+
+def _window_stats(win: _Window, red, nir, green, scl_blocks: list, dilation_px: int,
+                  vegetated_ndvi: float, stats: tuple[str, ...]) -> dict:
     """Additive sums for one window and date (+ finished quantiles of parcels wholly inside,
     and the raw clear entries of parcels that continue in other windows)."""
-    top, bottom, left, right = halo
-    mask = clear_mask(np.asarray(scl), dilation_px=dilation_px)
-    mask = mask[top:mask.shape[0] - bottom, left:mask.shape[1] - right].ravel()
     px = win.entry_pixel
+    if dilation_px:
+        clear_px = _halo_clear(scl_blocks, dilation_px).ravel()[px]
+    else:  # no dilation: classify only the pixels parcels use
+        clear_px = clear_mask(_plane(scl_blocks[1][1]).ravel()[px], dilation_px=0)
     v = ndvi_index(np.asarray(red).ravel()[px], np.asarray(nir).ravel()[px])
-    clear = mask[px] & np.isfinite(v)
+    clear = clear_px & np.isfinite(v)
     n = len(win.parcels)
     wc = win.entry_weight * clear
     out = {"clear": np.bincount(win.entry_parcel, wc, n),
@@ -371,9 +404,14 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
     chunks = bands["red"].chunks
     y_edges = np.concatenate([[0], np.cumsum(chunks[1])])
     x_edges = np.concatenate([[0], np.cumsum(chunks[2])])
+    for b in ("nir", "green", "scl"):
+        if bands[b] is not None and bands[b].chunks != chunks:
+            bands[b] = bands[b].rechunk(chunks)
     windows = _windows(weights, y_edges, x_edges)
     plans = [dask.delayed(win, traverse=False) for win in windows]
-    d = dilation_px
+    # the chunks' own tasks, optimised once: a window is exactly one chunk of every band
+    blocks = {b: (a.to_delayed() if a is not None else None) for b, a in bands.items()}
+    ny, nx = len(chunks[1]), len(chunks[2])
     stats = tuple(dict.fromkeys((*stats, "clear_fraction", "n_pixels")))
     out = {k: np.full((n, n_t), np.nan, np.float32) for k in STATS if k in stats}
     total = weights.weight_sum
@@ -384,14 +422,15 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
         for t in dates:
             parts = []
             for win, plan in zip(windows, plans):
-                hy = (min(d, win.ys.start), min(d, h - win.ys.stop))
-                hx = (min(d, win.xs.start), min(d, w - win.xs.stop))
-                scl = bands["scl"][t, win.ys.start - hy[0]:win.ys.stop + hy[1],
-                                   win.xs.start - hx[0]:win.xs.stop + hx[1]]
-                pick = {b: (a[t, win.ys, win.xs] if a is not None else None)
-                        for b, a in bands.items() if b != "scl"}
+                iy = int(np.searchsorted(y_edges, win.ys.start, side="right") - 1)
+                ix = int(np.searchsorted(x_edges, win.xs.start, side="right") - 1)
+                scl = [[blocks["scl"][t, iy + dy, ix + dx]
+                        if 0 <= iy + dy < ny and 0 <= ix + dx < nx else None
+                        for dx in (-1, 0, 1)] for dy in (-1, 0, 1)]
+                pick = {b: (blocks[b][t, iy, ix] if blocks[b] is not None else None)
+                        for b in ("red", "nir", "green")}
                 parts.append(dask.delayed(_window_stats)(
-                    plan, pick["red"], pick["nir"], pick["green"], scl, (*hy, *hx), d,
+                    plan, pick["red"], pick["nir"], pick["green"], scl, dilation_px,
                     vegetated_ndvi, tuple(stats)))
             jobs.append(dask.delayed(_combine_date)(parts, plans, n))
         for t, tot in zip(dates, dask.compute(*jobs)):
