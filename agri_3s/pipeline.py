@@ -61,12 +61,15 @@ def open_source(spec: str | ImagerySource, *, cache: str | Path | None = None) -
     if kind == "local" and rest:
         return LocalSource(rest)
     if kind == "sentinelhub" and rest in ("", "cdse"):
+        from .sources.cache import FetchCache
         from .sources.sentinelhub import SentinelHubSource, cdse_config
 
+        tiles = FetchCache(cache).arrays("sentinelhub")  # a rerun does not fetch again
         if rest == "cdse":
             return SentinelHubSource(cdse_config(os.environ.get("SH_CLIENT_ID", ""),
-                                                 os.environ.get("SH_CLIENT_SECRET", "")))
-        return SentinelHubSource()
+                                                 os.environ.get("SH_CLIENT_SECRET", "")),
+                                     cache=tiles)
+        return SentinelHubSource(cache=tiles)
     if kind == "stac" and rest:
         from .sources.cache import FetchCache
         from .sources.stac import StacSource

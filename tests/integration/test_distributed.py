@@ -45,7 +45,7 @@ def test_local_cluster_equals_threaded_run(tmp_path):
         cluster.close()
     for var in threaded.data_vars:
         np.testing.assert_array_equal(on_cluster[var].values, threaded[var].values, err_msg=var)
-    assert np.isfinite(threaded["ndvi_mean"].values).mean() > 0.5
+    assert np.isfinite(threaded["ndvi_mean"].values).mean() > 0.3  # enough clear values to compare
 
 
 def test_unreachable_scheduler_is_bad_input():

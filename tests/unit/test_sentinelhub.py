@@ -427,7 +427,10 @@ def test_sample_parcels_same_ndvi_through_local_process_and_statistical(sample):
             np.testing.assert_allclose(cube[var].values, local[var].values, atol=1e-4)
         stats = statistical_series(parcels, start, end,
                                    config=fake.config(download_timeout_seconds=30))
-    ref = parcel_series(local, pixel_weights(parcels, local.odc.geobox), dilation_px=0)
+    # compared with coverage weights of the buffered parcel, the tolerance measured for it; the
+    # default rule (whole pixels first) differs from the service by up to ~0.03 on the sample
+    ref = parcel_series(local, pixel_weights(parcels, local.odc.geobox, rule="coverage"),
+                        dilation_px=0)
     np.testing.assert_array_equal(stats.time.values, ref.time.values)
     ok = np.isfinite(ref["ndvi_mean"].values) & np.isfinite(stats["ndvi_mean"].values)
     assert ok.sum() >= 6

@@ -54,7 +54,8 @@ def test_coverage_fractions_equal_brute_force(res):
 def test_weights_sum_to_buffered_area_in_pixels():
     gb = _grid()
     g = shapely.Polygon([(500013, 3999987), (500143, 3999951), (500120, 3999803), (500031, 3999830)])
-    w = pixel_weights(gpd.GeoDataFrame({"parcel_id": ["a"]}, geometry=[g], crs=32650), gb)
+    w = pixel_weights(gpd.GeoDataFrame({"parcel_id": ["a"]}, geometry=[g], crs=32650), gb,
+                      rule="coverage")
     assert w.weight_sum[0] == pytest.approx(g.buffer(-5).area / 100, rel=1e-9)
     assert w.pixel_rule[0] == "buffered"
 
@@ -72,7 +73,7 @@ def test_parcels_in_another_crs_are_reprojected():
     gb = _grid()
     g = shapely.box(500050, 3999850, 500150, 3999950)
     gdf = gpd.GeoDataFrame({"parcel_id": ["a"]}, geometry=[g], crs=32650).to_crs(4326)
-    w = pixel_weights(gdf, gb)
+    w = pixel_weights(gdf, gb, rule="coverage")
     assert w.weight_sum[0] == pytest.approx(90 * 90 / 100, rel=1e-4)
 
 
@@ -92,7 +93,7 @@ def test_series_equal_brute_force_mean_with_clouds():
     geoms = [_random_quad(rng, 500000 + rng.uniform(60, 340), 4000000 - rng.uniform(60, 240),
                           rng.uniform(20, 60)) for _ in range(8)]
     gdf = gpd.GeoDataFrame({"parcel_id": [f"p{i}" for i in range(8)]}, geometry=geoms, crs=32650)
-    s = parcel_series(cube, pixel_weights(gdf, gb), dilation_px=0)
+    s = parcel_series(cube, pixel_weights(gdf, gb, rule="coverage"), dilation_px=0)
     for i, g in enumerate(geoms):
         frac = _brute_fractions(g.buffer(-5), gb)
         if frac.sum() < 1.0:  # the documented fallback: less than a pixel left → unbuffered
@@ -170,3 +171,20 @@ def test_statistics_subset_and_unknown_names():
     assert s["ndvi_mean"].item() == pytest.approx(0.5)
     with pytest.raises(ValueError, match="unknown"):
         parcel_series(cube, pixel_weights(gdf, gb), stats=("ndvi_max",))
+
+
+
+def test_full_first_uses_whole_pixels_of_the_parcel_else_buffered_coverage():
+    gb = _grid()
+    big = shapely.Polygon([(500013, 3999987), (500143, 3999951), (500120, 3999803),
+                           (500031, 3999830)])
+    strip = shapely.box(500203, 3999795, 500215, 3999600)  # 12 m wide: no whole pixel
+    gdf = gpd.GeoDataFrame({"parcel_id": ["big", "strip"]}, geometry=[big, strip], crs=32650)
+    w = pixel_weights(gdf, gb)  # the default rule
+    assert w.rule == "full_first"
+    dense = w.matrix.toarray()
+    raw = _brute_fractions(big, gb)
+    np.testing.assert_array_equal(dense[0], (raw >= 1 - 1e-9).astype(float))
+    assert w.pixel_rule[0] == "whole_pixels" and w.full_pixels[0] == int((raw >= 1 - 1e-9).sum())
+    np.testing.assert_allclose(dense[1], _brute_fractions(strip.buffer(-5), gb), atol=1e-9)
+    assert w.pixel_rule[1] == "buffered"
