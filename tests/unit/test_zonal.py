@@ -77,14 +77,19 @@ def test_parcels_in_another_crs_are_reprojected():
     assert w.weight_sum[0] == pytest.approx(90 * 90 / 100, rel=1e-4)
 
 
+def _random_bands(rng, T, shape=(30, 40)):
+    """Random red / nir / green reflectances and an all-clear SCL for T dates."""
+    red = rng.uniform(0.02, 0.2, (T, *shape)).astype("f4")
+    nir = rng.uniform(0.2, 0.5, (T, *shape)).astype("f4")
+    green = rng.uniform(0.02, 0.3, (T, *shape)).astype("f4")
+    return red, nir, green, np.full((T, *shape), 4, np.uint8)
+
+
 def test_series_equal_brute_force_mean_with_clouds():
     rng = np.random.default_rng(7)
     gb = _grid()
     T = 4
-    red = rng.uniform(0.02, 0.2, (T, 30, 40)).astype("f4")
-    nir = rng.uniform(0.2, 0.5, (T, 30, 40)).astype("f4")
-    green = rng.uniform(0.02, 0.2, (T, 30, 40)).astype("f4")
-    scl = np.full((T, 30, 40), 4, np.uint8)
+    red, nir, green, scl = _random_bands(rng, T)
     scl[1, :12, :12] = 9
     scl[2, 5:9, 3:30] = 3
     red[3, 20:, :] = np.nan  # no data
@@ -136,10 +141,7 @@ def test_results_do_not_depend_on_the_processing_windows():
     rng = np.random.default_rng(11)
     gb = _grid()
     T = 3
-    red = rng.uniform(0.02, 0.2, (T, 30, 40)).astype("f4")
-    nir = rng.uniform(0.2, 0.5, (T, 30, 40)).astype("f4")
-    green = rng.uniform(0.02, 0.3, (T, 30, 40)).astype("f4")
-    scl = np.full((T, 30, 40), 4, np.uint8)
+    red, nir, green, scl = _random_bands(rng, T)
     scl[0, 6:8, 6:8] = 9  # a cloud right at a 7-px window corner
     scl[2, 13, 20] = 3
     times = np.array(["2025-01-01", "2025-01-06", "2025-01-11"], "datetime64[ns]")
