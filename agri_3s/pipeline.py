@@ -185,6 +185,11 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
     if pool_units:
         verdicts = _spread_to_parcels(verdicts, with_units, gdf, series, calendars, season,
                                       rules)
+        # the series per original parcel (its unit's), so maps and exports find every parcel
+        row = {u: i for i, u in enumerate(series["parcel_id"].values)}
+        series = series.isel(parcel=[row[u] for u in with_units["unit_id"]]).assign_coords(
+            parcel_id=("parcel", with_units["parcel_id"].astype(str).to_numpy()),
+            unit_id=("parcel", with_units["unit_id"].astype(str).to_numpy()))
     table = _result_table(gdf, verdicts, include_pii)
     files = _write_outputs(out, "verdicts", table, series, formats)
     files["map.html"] = _map(out / "map.html", table, verdicts=verdicts, series=series, lang=lang,

@@ -148,3 +148,5 @@ def test_pooled_units_report_on_every_parcel(sample, tmp_path):
         # measured area shared out by parcel area: the unit's planted share on each parcel
         share = unit["measured_area_mu"] / unit["area_mu"]
         assert np.allclose(share, share.iloc[0], atol=1e-6)
+    # every usable parcel has its (unit's) series, keyed by its own id
+    assert set(r.series["parcel_id"].values) == set(given["parcel_id"])
