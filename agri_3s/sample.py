@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .units import M2_PER_MU
+
 SAMPLE_VERSION = "1"  # bump when output changes
 SAMPLE_SEED = 20250512
 
@@ -48,7 +50,6 @@ SIZE_M = 4000.0
 N10, N20, NSUB = 400, 200, 2000       # 10 m, 20 m and 2 m (sub-pixel) grid sizes
 SUB = 5                               # 2 m sub-pixels per 10 m pixel (per axis)
 CX, CY = X0 + SIZE_M / 2, Y0 - SIZE_M / 2
-M2_PER_MU = 10_000.0 / 15.0
 COUNTY = "371428"                     # Wucheng county, Dezhou, Shandong
 
 START = dt.date(2024, 9, 20)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..units import M2_PER_HA, m2_to_mu
 
 #: Our column → the headers recognised for it, in priority order (compared after
 #: :func:`normalise_header`: lower case, no spaces, full-width brackets made ASCII).
@@ -168,7 +169,7 @@ def apply_columns(df: pd.DataFrame, user: dict[str, str] | None = None) -> tuple
     if "declared_area_mu" in out.columns:
         out["declared_area_mu"] = to_number(out["declared_area_mu"])
     elif "declared_area_ha" in out.columns:
-        out["declared_area_mu"] = to_number(out["declared_area_ha"]) * 15.0
+        out["declared_area_mu"] = m2_to_mu(to_number(out["declared_area_ha"]) * M2_PER_HA)
     if "sum_insured_cny_per_mu" in out.columns:
         out["sum_insured_cny_per_mu"] = to_number(out["sum_insured_cny_per_mu"])
     elif "sum_insured_cny" in out.columns and "declared_area_mu" in out.columns:
