@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,6 +205,9 @@ def estimate_losses(series: xr.Dataset, parcels: gpd.GeoDataFrame, event: Event,
     kept[~(s_pre > 0.1)] = np.nan  # no canopy before the event: nothing to compare
     healthy = ~in_fp if event.footprint is not None else np.ones(len(parcels), bool)
     crops = parcels["crop"].to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # parcels with no clear post look
+        kept_score = np.nanmedian(kept, axis=1) if kept.size else np.full(len(parcels), np.nan)
 
     rows = []
     for k, pid in enumerate(parcels["parcel_id"].astype(str)):
@@ -225,7 +229,7 @@ def estimate_losses(series: xr.Dataset, parcels: gpd.GeoDataFrame, event: Event,
             near = [j for j in range(len(parcels))
                     if j != k and crops[j] == crops[k] and healthy[j]]
         if event.footprint is None and near:  # no footprint: the better-kept half is "healthy"
-            score = np.nanmedian(kept[near], axis=1)
+            score = kept_score[near]
             near = [j for j, sc in zip(near, score) if np.isfinite(sc) and
                     sc >= np.nanmedian(score)]
         own = kept[k]

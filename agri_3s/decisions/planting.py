@@ -115,7 +115,7 @@ def _verdict_row(obs: pd.DataFrame, cal: CropCalendar, season: Season, rules: Pl
 
     red, yellow, info = [], [], []
     dense = (rules.bare_ndvi_max + cal.peak_ndvi_min) / 2
-    if _green_through_sowing(obs, d, sow, emerg_w, dense, rules):
+    if _green_through_sowing(obs, d, seedbed, sow, emerg_w, dense, rules):
         red.append(reason("CROP_MISMATCH_SOWING", ndvi=float(seedbed["mean"].min())))
     elif emergence is not None and emergence < sow[0]:
         red.append(reason("EMERGED_BEFORE_SOWING", date=str(emergence), start=str(sow[0])))
@@ -125,8 +125,7 @@ def _verdict_row(obs: pd.DataFrame, cal: CropCalendar, season: Season, rules: Pl
         # it came up in time but never reached a full canopy: planted, then lost or stunted
         yellow.append(reason("CANOPY_NOT_REACHED", p75=canopy_p75, min=cal.peak_ndvi_min))
     elif canopy_p75 < cal.peak_ndvi_min:
-        late = obs[(_dates(obs["time"]) > np.datetime64(peak_w[1]))
-                   & (obs["p75"] >= cal.peak_ndvi_min)]
+        late = obs[(d > np.datetime64(peak_w[1])) & (obs["p75"] >= cal.peak_ndvi_min)]
         if len(late):
             red.append(reason("CROP_MISMATCH_TIMING",
                               date=str(pd.Timestamp(late["time"].iloc[0]).date())))
@@ -150,24 +149,24 @@ def _verdict_row(obs: pd.DataFrame, cal: CropCalendar, season: Season, rules: Pl
         yellow.append(reason("SMALL_PARCEL", n=pixel_equivalents))
     status = "red" if red else "yellow" if yellow else "green"
     reasons = red + yellow + info or [reason("PLANTED")]
-    # confidence: enough clear looks (season and peak), enough whole pixels, and a clear margin
+    # confidence: enough clear looks (season and peak), enough pixels measured, a clear margin
     margin = min(1.0, abs(canopy_p75 - cal.peak_ndvi_min) / 0.1)
     confidence = (min(1.0, len(obs) / 10) * min(1.0, len(peak_obs) / 3)
                   * min(1.0, pixel_equivalents / 8) * (0.5 + 0.5 * margin))
     return {**row, "status": status, "confidence": round(confidence, 2), **join_reasons(reasons)}
 
 
-def _green_through_sowing(obs, d, sow, emerg_w, dense_ndvi: float, rules: PlantingRules) -> bool:
+def _green_through_sowing(obs, d, seedbed, sow, emerg_w, dense_ndvi: float,
+                          rules: PlantingRules) -> bool:
     """True when the parcel was already green when the declared crop should have been sown.
 
-    A bare seedbed (NDVI ≤ ``bare_ndvi_max``) seen from 15 days before sowing to the end of
-    emergence clears the parcel. If none was seen, it was green through sowing when
+    A bare seedbed (NDVI ≤ ``bare_ndvi_max``) among the ``seedbed`` looks (15 days before
+    sowing to the end of emergence) clears the parcel. If none was seen, it was green through sowing when
     (a) a dense canopy (NDVI > ``dense_ndvi``) covered every look inside the sowing window — a
     meadow or perennial — or (b) its NDVI only rose from a month before the sowing window on —
     a crop sown earlier. A previous crop still senescing in the window fits neither (its NDVI
     falls, and clouds may hide the bare soil after its harvest).
     """
-    seedbed = obs[_in(d, (sow[0] - dt.timedelta(days=15), emerg_w[1]))]
     if len(seedbed) == 0 or (seedbed["mean"] <= rules.bare_ndvi_max).any():
         return False
     in_window = obs[_in(d, sow)]["mean"].to_numpy()
