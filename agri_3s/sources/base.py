@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -75,3 +76,52 @@ class ImagerySource(Protocol):
              end: dt.date, *, bands: Sequence[str] = DEFAULT_BANDS) -> xr.Dataset: ...
 
     def describe(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class NativeWindow:
+    """One band on a window of the cube's grid, kept at the file's own resolution (a 20 m SCL
+    under a 10 m grid is not repeated): pixel ``(i, j)`` of the window is
+    ``data[(i + dr) // k, (j + dc) // k]``."""
+
+    data: np.ndarray
+    k: int = 1
+    dr: int = 0
+    dc: int = 0
+
+    def full(self, shape: tuple[int, int]) -> np.ndarray:
+        """The band on the window's own pixels."""
+        d = self.data
+        if self.k > 1:
+            d = np.repeat(np.repeat(d, self.k, axis=0), self.k, axis=1)
+        return d[self.dr:self.dr + shape[0], self.dc:self.dc + shape[1]]
+
+    def flat_index(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Indices into ``data.ravel()`` of window pixels ``(rows, cols)`` (one flat index:
+        numpy's 2-D fancy indexing is several times slower)."""
+        if self.k > 1 or self.dr or self.dc:
+            rows, cols = (rows + self.dr) // self.k, (cols + self.dc) // self.k
+        return rows * self.data.shape[1] + cols
+
+
+#: Variable encoding key under which a source leaves a direct window reader.
+READER_KEY = "agri3s_window_reader"
+
+
+def attach_reader(cube: xr.Dataset, reader: object) -> xr.Dataset:
+    """Let :func:`~agri_3s.timeseries.zonal.parcel_series` read ``cube``'s windows through
+    ``reader`` (``reader.read(variable, t, geobox) -> (NativeWindow, offset) | None``, raw DNs;
+    ``reader.matches(cube)``; ``reader.window_px``) instead of through the cube's float arrays.
+    Only the variables themselves carry it: a variable that is replaced loses it, and a cube
+    sliced to another grid or other dates no longer ``matches``."""
+    for name in cube.data_vars:
+        cube[name].encoding[READER_KEY] = reader
+    return cube
+
+
+def window_reader(cube: xr.Dataset, variables) -> object | None:
+    """The reader :func:`attach_reader` left on ``cube`` if all of ``variables`` carry it and the
+    cube still matches it; else None."""
+    readers = {id(r): r for r in (cube[v].encoding.get(READER_KEY) for v in variables)}
+    reader = next(iter(readers.values())) if len(readers) == 1 else None
+    return reader if reader is not None and reader.matches(cube) else None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy import ndimage
 
 #: SCL classes that are never a clear land observation: 0 no data, 1 saturated/defective,
 #: 3 cloud shadow, 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus.
@@ -39,5 +38,7 @@ def clear_mask(scl: np.ndarray, *, dilation_px: int = 2,
     if dilation_px > 0:
         cloud = _table(dilated)[scl]
         if cloud.any():
+            from scipy import ndimage  # only here: importing it costs ~0.15 s
+
             bad |= ndimage.maximum_filter(cloud.view(np.uint8), size=2 * dilation_px + 1) > 0
     return ~bad

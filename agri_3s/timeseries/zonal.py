@@ -11,8 +11,11 @@ date and band.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import geopandas as gpd
 import numpy as np
@@ -22,6 +25,7 @@ from odc.geo.geobox import GeoBox
 from scipy import sparse
 
 from ..errors import ImageryError
+from ..sources.base import NativeWindow, dn_to_reflectance
 from .indices import ndvi as ndvi_index
 from .indices import ndwi as ndwi_index
 from .masking import clear_mask
@@ -80,20 +84,22 @@ def coverage_table(geoms, geobox: GeoBox) -> tuple[np.ndarray, np.ndarray, np.nd
     present = np.flatnonzero(~(shapely.is_missing(geoms) | shapely.is_empty(geoms)))
     if len(present) == 0:
         return empty
-    px = shapely.transform(geoms[present], lambda xy: np.column_stack(
-        ((xy[:, 0] - t.c) / t.a, (xy[:, 1] - t.f) / t.e)))
-    px = shapely.orient_polygons(px, exterior_cw=False)
-    parts, part_of = shapely.get_parts(px, return_index=True)
+    # orient in world coordinates so rings run counter-clockwise in pixel coordinates (a grid
+    # axis pointing against the world axis, like north-up rows, mirrors the orientation)
+    oriented = shapely.orient_polygons(geoms[present], exterior_cw=(t.a > 0) != (t.e > 0))
+    parts, part_of = shapely.get_parts(oriented, return_index=True)
     rings, ring_of = shapely.get_rings(parts, return_index=True)
     xy, vertex_ring = shapely.get_coordinates(rings, return_index=True)
+    u, v = (xy[:, 0] - t.c) / t.a, (xy[:, 1] - t.f) / t.e
     same_ring = vertex_ring[:-1] == vertex_ring[1:]
-    u0, v0 = xy[:-1][same_ring, 0], xy[:-1][same_ring, 1]
-    u1, v1 = xy[1:][same_ring, 0], xy[1:][same_ring, 1]
-    edge_poly = part_of[ring_of[vertex_ring[:-1][same_ring]]]
-    bounds = shapely.bounds(px)
-    c0, r0 = np.floor(bounds[:, 0]).astype(np.int64), np.floor(bounds[:, 1]).astype(np.int64)
-    nc = np.floor(bounds[:, 2]).astype(np.int64) - c0 + 1
-    nr = np.floor(bounds[:, 3]).astype(np.int64) - r0 + 1
+    u0, v0, u1, v1 = u[:-1][same_ring], v[:-1][same_ring], u[1:][same_ring], v[1:][same_ring]
+    vertex_poly = part_of[ring_of[vertex_ring]]
+    edge_poly = vertex_poly[:-1][same_ring]
+    first = np.searchsorted(vertex_poly, np.arange(len(present)))  # vertices run polygon by polygon
+    c0 = np.floor(np.minimum.reduceat(u, first)).astype(np.int64)
+    r0 = np.floor(np.minimum.reduceat(v, first)).astype(np.int64)
+    nc = np.floor(np.maximum.reduceat(u, first)).astype(np.int64) - c0 + 1
+    nr = np.floor(np.maximum.reduceat(v, first)).astype(np.int64) - r0 + 1
     off = np.concatenate([[0], np.cumsum(nr * nc)])  # each polygon's bbox, column-major
 
     # split edges at grid crossings: sort the crossing parameters along each edge
@@ -185,6 +191,36 @@ def pixel_weights(parcels: gpd.GeoDataFrame, geobox: GeoBox, *, inward_buffer_m:
         raise ValueError(f"rule={rule!r}; use one of {', '.join(PIXEL_RULES)}")
     geoms = parcels.geometry.to_crs(geobox.crs.to_wkt()).values.to_numpy()
     n, n_pix = len(geoms), geobox.shape[0] * geobox.shape[1]
+    # parcels are independent: chunks of them run in threads (GEOS and numpy release the GIL)
+    import dask
+
+    workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
+    step = max(PARCELS_PER_CHUNK, -(-n // workers))
+    starts = range(0, n, step)
+    one = partial(_chunk_weights, geobox=geobox, inward_buffer_m=inward_buffer_m, rule=rule,
+                  min_full_pixels=min_full_pixels)
+    if len(starts) > 1:
+        with ThreadPoolExecutor(min(workers, len(starts))) as pool:
+            parts = list(pool.map(lambda i: one(geoms[i:i + step]), starts))
+    else:
+        parts = [one(geoms)]
+    rows = np.concatenate([p[0] + i for p, i in zip(parts, starts)]) if parts else np.empty(0, int)
+    cols, vals, full, used = (np.concatenate([p[k] for p in parts]) if parts else np.empty(0)
+                              for k in (1, 2, 3, 4))
+    matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(n, n_pix))
+    used[(np.diff(matrix.indptr) == 0) & (used != "none")] = "none"  # off the grid
+    return PixelWeights(matrix, parcels["parcel_id"].astype(str).to_numpy(), full.astype(np.int64),
+                        used.astype(str), geobox, inward_buffer_m, min_full_pixels, rule)
+
+
+#: Parcels per thread task when computing weights (below this, threads cost more than they save).
+PARCELS_PER_CHUNK = 4000
+
+
+def _chunk_weights(geoms: np.ndarray, *, geobox: GeoBox, inward_buffer_m: float, rule: str,
+                   min_full_pixels: int):
+    """:func:`pixel_weights` for one chunk of parcels: (rows, cols, values, whole pixels, rule)."""
+    n = len(geoms)
     shrunk = shapely.buffer(geoms, -inward_buffer_m) if inward_buffer_m > 0 else geoms
     rows, cols, vals = coverage_table(shrunk, geobox)
     weight = np.bincount(rows, weights=vals, minlength=n)
@@ -213,10 +249,7 @@ def pixel_weights(parcels: gpd.GeoDataFrame, geobox: GeoBox, *, inward_buffer_m:
         full = np.where(enough, full_raw, full)
     elif rule == "centre":
         rows, cols, vals = _centre_in(shrunk, geoms, used, geobox, rows, cols)
-    matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(n, n_pix))
-    used[(np.diff(matrix.indptr) == 0) & (used != "none")] = "none"  # off the grid
-    return PixelWeights(matrix, parcels["parcel_id"].astype(str).to_numpy(), full,
-                        used.astype(str), geobox, inward_buffer_m, min_full_pixels, rule)
+    return rows, cols, vals, full, used
 
 
 def _centre_in(shrunk, geoms, used, geobox, rows, cols):
@@ -268,34 +301,49 @@ class _Window:
     xs: slice
     #: Global parcel index of each parcel with pixels in the window.
     parcels: np.ndarray
-    #: Per entry: local parcel index, pixel index inside the window, weight.
+    #: Per entry: local parcel index, row and column inside the window, weight.
     entry_parcel: np.ndarray
-    entry_pixel: np.ndarray
+    entry_row: np.ndarray
+    entry_col: np.ndarray
     entry_weight: np.ndarray
     #: Per local parcel: all its pixels are in this window (its quantiles finish here).
     whole: np.ndarray
+    _index: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def take(self, native, top: int = 0, left: int = 0) -> np.ndarray:
+        """The entries' values in a source's window read (a ``NativeWindow`` whose first pixel
+        is ``top`` rows and ``left`` columns before the window's); indices cached per layout."""
+        key = (native.k, native.dr, native.dc, native.data.shape[1], top, left)
+        index = self._index.get(key)
+        if index is None:
+            index = self._index[key] = native.flat_index(self.entry_row + top,
+                                                         self.entry_col + left)
+        return np.take(native.data, index)
 
 
 def _windows(weights: PixelWeights, y_edges: np.ndarray, x_edges: np.ndarray) -> list[_Window]:
     """Split the weight entries by processing window (window borders at the given edges)."""
-    coo = weights.matrix.tocoo()
-    w = weights.geobox.shape[1]
-    r, c = np.divmod(coo.col, w)
+    m = weights.matrix
+    entries_per_parcel = np.diff(m.indptr)
+    parcel = np.repeat(np.arange(m.shape[0]), entries_per_parcel)  # entries run parcel by parcel
+    r, c = np.divmod(m.indices, weights.geobox.shape[1])
     wy = np.searchsorted(y_edges, r, side="right") - 1
     wx = np.searchsorted(x_edges, c, side="right") - 1
     win = wy * (len(x_edges) - 1) + wx
-    order = np.argsort(win, kind="stable")
-    bounds = np.searchsorted(win[order], np.arange(win.max() + 2 if len(win) else 1))
-    entries_per_parcel = np.bincount(coo.row, minlength=weights.matrix.shape[0])
+    order = np.argsort(win, kind="stable")  # stable: parcels stay in order inside a window
+    bounds = np.searchsorted(win[order], np.arange((len(y_edges) - 1) * (len(x_edges) - 1) + 1))
     out = []
     for k in np.flatnonzero(np.diff(bounds)):
         sel = order[bounds[k]:bounds[k + 1]]
         iy, ix = divmod(int(k), len(x_edges) - 1)
         y0, y1, x0, x1 = y_edges[iy], y_edges[iy + 1], x_edges[ix], x_edges[ix + 1]
-        parcels, local = np.unique(coo.row[sel], return_inverse=True)
+        p = parcel[sel]
+        first = np.concatenate([[True], p[1:] != p[:-1]])
+        parcels, local = p[first], np.cumsum(first) - 1
         whole = np.bincount(local, minlength=len(parcels)) == entries_per_parcel[parcels]
         out.append(_Window(slice(y0, y1), slice(x0, x1), parcels, local,
-                           (r[sel] - y0) * (x1 - x0) + (c[sel] - x0), coo.data[sel], whole))
+                           (r[sel] - y0).astype(np.int32), (c[sel] - x0).astype(np.int32),
+                           m.data[sel], whole))
     return out
 
 
@@ -331,16 +379,60 @@ def _halo_clear(scl_blocks: list, dilation_px: int) -> np.ndarray:
     return clear_mask(halo, dilation_px=d)[d:d + h, d:d + w]
 
 
-def _window_stats(win: _Window, red, nir, green, scl_blocks: list, dilation_px: int,
-                  vegetated_ndvi: float, stats: tuple[str, ...]) -> dict:
-    """Additive sums for one window and date (+ finished quantiles of parcels wholly inside,
-    and the raw clear entries of parcels that continue in other windows)."""
-    px = win.entry_pixel
+def _chunk_stats(win: _Window, red, nir, green, scl_blocks: list, dilation_px: int,
+                 vegetated_ndvi: float, stats: tuple[str, ...]) -> dict:
+    """One window and date from the cube's own chunks (reflectance, SCL)."""
     if dilation_px:
-        clear_px = _halo_clear(scl_blocks, dilation_px).ravel()[px]
+        clear = win.take(NativeWindow(_halo_clear(scl_blocks, dilation_px)))
     else:  # no dilation: classify only the pixels parcels use
-        clear_px = clear_mask(_plane(scl_blocks[1][1]).ravel()[px], dilation_px=0)
-    v = ndvi_index(np.asarray(red).ravel()[px], np.asarray(nir).ravel()[px])
+        clear = clear_mask(win.take(NativeWindow(_plane(scl_blocks[1][1]))), dilation_px=0)
+    return _entry_stats(win, win.take(NativeWindow(_plane(red))),
+                        win.take(NativeWindow(_plane(nir))),
+                        None if green is None else win.take(NativeWindow(_plane(green))), clear,
+                        vegetated_ndvi, stats)
+
+
+def _direct_stats(win: _Window, reader, t: int, geobox: GeoBox, green: bool, dilation_px: int,
+                  vegetated_ndvi: float, stats: tuple[str, ...]) -> dict:
+    """One window and date read straight from the source (see ``attach_reader``): raw DNs, only
+    the pixels parcels use converted to reflectance, SCL classified at its own resolution."""
+    box = geobox[win.ys, win.xs]
+
+    def reflectance(variable: str) -> np.ndarray:
+        got = reader.read(variable, t, box)
+        if got is None:
+            return np.full(len(win.entry_row), np.nan, np.float32)
+        native, offset = got
+        return dn_to_reflectance(win.take(native), offset)
+
+    # cloud dilation sees dilation_px pixels beyond the window (within the grid)
+    d, (h, w) = dilation_px, geobox.shape
+    top, left = min(d, win.ys.start), min(d, win.xs.start)
+    halo = geobox[win.ys.start - top:min(win.ys.stop + d, h),
+                  win.xs.start - left:min(win.xs.stop + d, w)]
+    got = reader.read("scl", t, halo)
+    if got is None:
+        clear = np.zeros(len(win.entry_row), bool)
+    else:
+        scl = got[0]
+        if d == 0:
+            clear = clear_mask(win.take(scl), dilation_px=0)
+        elif d % scl.k == 0:  # a d-pixel dilation is a d/k one on the coarser SCL grid
+            mask = clear_mask(scl.data, dilation_px=d // scl.k)
+            clear = win.take(replace(scl, data=mask), top, left)
+        else:
+            full = NativeWindow(clear_mask(scl.full(halo.shape), dilation_px=d))
+            clear = win.take(full, top, left)
+    return _entry_stats(win, reflectance("red"), reflectance("nir"),
+                        reflectance("green") if green else None, clear, vegetated_ndvi, stats)
+
+
+def _entry_stats(win: _Window, red: np.ndarray, nir: np.ndarray, green: np.ndarray | None,
+                 clear_px: np.ndarray, vegetated_ndvi: float, stats: tuple[str, ...]) -> dict:
+    """Additive sums for one window and date from its entries' reflectances and clear flags
+    (+ finished quantiles of parcels wholly inside, and the raw clear entries of parcels that
+    continue in other windows)."""
+    v = ndvi_index(red, nir)
     clear = clear_px & np.isfinite(v)
     n = len(win.parcels)
     wc = win.entry_weight * clear
@@ -349,8 +441,7 @@ def _window_stats(win: _Window, red, nir, green, scl_blocks: list, dilation_px: 
     if "vegetated_fraction" in stats:
         out["veg"] = np.bincount(win.entry_parcel, wc * (v >= vegetated_ndvi), n)
     if "water_fraction" in stats and green is not None:
-        water = ndwi_index(np.asarray(green).ravel()[px], np.asarray(nir).ravel()[px]) > 0
-        out["water"] = np.bincount(win.entry_parcel, wc * water, n)
+        out["water"] = np.bincount(win.entry_parcel, wc * (ndwi_index(green, nir) > 0), n)
     if any(q in stats for q in ("ndvi_p25", "ndvi_p50", "ndvi_p75")):
         done = clear & win.whole[win.entry_parcel]
         out["q"] = weighted_quantiles(win.entry_parcel[done], v[done], win.entry_weight[done], n)
@@ -391,6 +482,75 @@ def _rule_text(weights: PixelWeights) -> str:
     return f"{weights.rule}: {fallback}; small_parcel when fewer than {k} whole pixels"
 
 
+def _scheduler():
+    """The scheduler dask would pick, named without its own lookup when ``dask.distributed`` was
+    never imported (then no Client can exist, and the lookup would import it: ~0.2 s)."""
+    import sys
+
+    import dask
+
+    if "distributed" in sys.modules:
+        return None
+    import dask.local
+    import dask.threaded
+
+    return {None: dask.threaded.get, "threads": dask.threaded.get,
+            "threading": dask.threaded.get, "sync": dask.local.get_sync,
+            "synchronous": dask.local.get_sync, "single-threaded": dask.local.get_sync
+            }.get(dask.config.get("scheduler", None))
+
+
+def _window_jobs(cube: xr.Dataset, weights: PixelWeights, green: bool, dilation_px: int,
+                 vegetated_ndvi: float, stats: tuple[str, ...]):
+    """The processing windows and a function making the dask task of (window, plan, date).
+
+    A cube whose source left a direct reader (LocalSource) is read straight from its files in
+    the reader's windows, one task per window and date reading what it needs; any other cube
+    through its own dask chunks (1024 px windows for a cube without chunks)."""
+    import dask
+
+    from ..sources.base import window_reader
+
+    variables = ["red", "nir", "scl"] + (["green"] if green else [])
+    reader = window_reader(cube, variables)
+    if reader is not None:
+        h, w = weights.geobox.shape
+        step = reader.window_px
+        windows = _windows(weights, np.r_[0:h:step, h], np.r_[0:w:step, w])
+        source = dask.delayed(reader, traverse=False)
+        geobox = weights.geobox
+
+        def direct(win, plan, t):
+            return dask.delayed(_direct_stats, pure=True)(
+                plan, source, t, geobox, green, dilation_px, vegetated_ndvi, stats)
+        return windows, direct
+
+    window = {"time": 1, "y": DEFAULT_WINDOW_PX, "x": DEFAULT_WINDOW_PX}
+    bands = {b: (cube[b] if cube[b].chunks is not None else cube[b].chunk(window)).data
+             for b in variables}
+    chunks = bands["red"].chunks
+    y_edges = np.concatenate([[0], np.cumsum(chunks[1])])
+    x_edges = np.concatenate([[0], np.cumsum(chunks[2])])
+    windows = _windows(weights, y_edges, x_edges)
+    for b in variables:
+        if bands[b].chunks != chunks:
+            bands[b] = bands[b].rechunk(chunks)
+    # the chunks' own tasks, optimised once: a window is exactly one chunk of every band
+    blocks = {b: a.to_delayed() for b, a in bands.items()}
+    ny, nx = len(chunks[1]), len(chunks[2])
+
+    def from_chunks(win, plan, t):
+        iy = int(np.searchsorted(y_edges, win.ys.start, side="right") - 1)
+        ix = int(np.searchsorted(x_edges, win.xs.start, side="right") - 1)
+        scl = [[blocks["scl"][t, iy + dy, ix + dx] if 0 <= iy + dy < ny and 0 <= ix + dx < nx
+                else None for dx in (-1, 0, 1)] for dy in (-1, 0, 1)]
+        return dask.delayed(_chunk_stats)(
+            plan, blocks["red"][t, iy, ix], blocks["nir"][t, iy, ix],
+            blocks["green"][t, iy, ix] if green else None, scl, dilation_px, vegetated_ndvi,
+            stats)
+    return windows, from_chunks
+
+
 def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, ...] = STATS,
                   vegetated_ndvi: float = 0.4, dilation_px: int = 2,
                   min_clear_weight: float = 0.5, dates_per_batch: int | None = None,
@@ -413,7 +573,6 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
     ``Client`` is active. Cloud dilation sees ``dilation_px`` pixels beyond each window.
     """
     import dask
-    import dask.array as da
 
     unknown = set(stats) - set(STATS)
     if unknown:
@@ -422,52 +581,24 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
         raise ImageryError("the weights were computed for another pixel grid than the cube's; "
                            "recompute them with pixel_weights(parcels, cube.odc.geobox).")
     n, n_t = weights.matrix.shape[0], cube.sizes["time"]
-    h, w = weights.geobox.shape
-    bands = {b: cube[b].data if b in cube else None for b in ("red", "nir", "green", "scl")}
-    for b, arr in bands.items():
-        if arr is not None and not isinstance(arr, da.Array):
-            bands[b] = da.from_array(arr, chunks=(1, DEFAULT_WINDOW_PX, DEFAULT_WINDOW_PX))
-    if "water_fraction" not in stats:
-        bands["green"] = None
-    chunks = bands["red"].chunks
-    y_edges = np.concatenate([[0], np.cumsum(chunks[1])])
-    x_edges = np.concatenate([[0], np.cumsum(chunks[2])])
-    for b in ("nir", "green", "scl"):
-        if bands[b] is not None and bands[b].chunks != chunks:
-            bands[b] = bands[b].rechunk(chunks)
-    windows = _windows(weights, y_edges, x_edges)
-    plans = [dask.delayed(win, traverse=False) for win in windows]
-    # the chunks' own tasks, optimised once: a window is exactly one chunk of every band
-    blocks = {b: (a.to_delayed() if a is not None else None) for b, a in bands.items()}
-    ny, nx = len(chunks[1]), len(chunks[2])
     stats = tuple(dict.fromkeys((*stats, "clear_fraction", "n_pixels")))
+    green = "water_fraction" in stats and "green" in cube
+    windows, window_job = _window_jobs(cube, weights, green, dilation_px, vegetated_ndvi, stats)
+    plans = [dask.delayed(win, traverse=False) for win in windows]
     out = {k: np.full((n, n_t), np.nan, np.float32) for k in STATS if k in stats}
     total = weights.weight_sum
     batch = dates_per_batch or max(2, 2 * (dask.config.get("num_workers", None) or 2))
     for t0 in range(0, n_t, batch):
         dates = range(t0, min(t0 + batch, n_t))
-        jobs = []
-        for t in dates:
-            parts = []
-            for win, plan in zip(windows, plans):
-                iy = int(np.searchsorted(y_edges, win.ys.start, side="right") - 1)
-                ix = int(np.searchsorted(x_edges, win.xs.start, side="right") - 1)
-                scl = [[blocks["scl"][t, iy + dy, ix + dx]
-                        if 0 <= iy + dy < ny and 0 <= ix + dx < nx else None
-                        for dx in (-1, 0, 1)] for dy in (-1, 0, 1)]
-                pick = {b: (blocks[b][t, iy, ix] if blocks[b] is not None else None)
-                        for b in ("red", "nir", "green")}
-                parts.append(dask.delayed(_window_stats)(
-                    plan, pick["red"], pick["nir"], pick["green"], scl, dilation_px,
-                    vegetated_ndvi, tuple(stats)))
-            jobs.append(dask.delayed(_combine_date)(parts, plans, n))
-        for t, tot in zip(dates, dask.compute(*jobs)):
+        jobs = [dask.delayed(_combine_date)([window_job(win, plan, t)
+                                             for win, plan in zip(windows, plans)], plans, n)
+                for t in dates]
+        for t, tot in zip(dates, dask.compute(*jobs, scheduler=_scheduler())):
             cw = tot["clear"]
             ok = cw >= min_clear_weight
             with np.errstate(invalid="ignore", divide="ignore"):
                 values = {"ndvi_mean": tot["sum"] / cw, "vegetated_fraction": tot["veg"] / cw,
-                          "water_fraction": tot["water"] / cw if bands["green"] is not None
-                          else np.full(n, np.nan),
+                          "water_fraction": tot["water"] / cw if green else np.full(n, np.nan),
                           "ndvi_p25": tot["q"][:, 0], "ndvi_p50": tot["q"][:, 1],
                           "ndvi_p75": tot["q"][:, 2]}
             for k, v in values.items():

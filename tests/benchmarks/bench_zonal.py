@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -50,7 +51,8 @@ for p in (str(HERE), str(ROOT)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from scene import Scene, ensure_scene, scene_parcels, truth_ndvi
+if TYPE_CHECKING:
+    from scene import Scene
 
 #: Sen2Cor SCL classes that are not a clear observation (as agri_3s.timeseries.masking).
 NOT_CLEAR = (0, 1, 3, 8, 9, 10)
@@ -63,6 +65,8 @@ RASTERSTATS_S_PER_PARCEL_DATE = 4e-4  # a prior for sizing its subset (issue: 35
 
 def parcels_file(scene: Scene, n: int) -> Path:
     """The ``n`` parcels as GeoParquet next to the scene (written once)."""
+    from scene import scene_parcels
+
     path = scene.root / f"parcels-{n}.parquet"
     if not path.exists():
         tmp = path.with_suffix(".tmp")
@@ -358,6 +362,8 @@ def rules(scene: Scene, n_parcels: int, log=print) -> list[dict]:
 
     parcels = gpd.read_parquet(parcels_file(scene, n_parcels))
     clear = np.flatnonzero(scene.cloud_free)
+    from scene import truth_ndvi
+
     truth = truth_ndvi(scene, parcels)[:, clear]
     small = parcels["area_ha"].to_numpy() < 0.2
     strip = (parcels["width_m"].to_numpy() >= 15) & (parcels["width_m"].to_numpy() <= 25)
@@ -424,6 +430,8 @@ def print_rules(rows: list[dict], n_common: int, log=print) -> None:
 def scaling(size_px: int, log=print, parcels=(5_000, 50_000, 500_000),
             dates=(10, 20, 40)) -> list[dict]:
     """agri_3s wall time and peak RSS as parcels and dates grow (one run each)."""
+    from scene import Scene, ensure_scene
+
     scene = ensure_scene(max(dates), size_px=size_px, log=log)
     mid_p, mid_d = parcels[len(parcels) // 2], dates[len(dates) // 2]
     cases = [(p, mid_d) for p in parcels] + [(mid_p, d) for d in dates if d != mid_d]
@@ -471,6 +479,8 @@ def main(argv: list[str] | None = None) -> dict:
     n_dates = a.dates or (6 if a.quick else 20)
     out: dict = {}
     t0 = time.perf_counter()
+    from scene import ensure_scene
+
     scene = ensure_scene(n_dates, size_px=size)
     if a.rules:
         out["rules"] = rules(scene, n)
