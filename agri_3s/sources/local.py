@@ -249,6 +249,18 @@ class ArchiveReader:
     #: The cube's grid and its processing window size.
     geobox: GeoBox
     window_px: int = 1024
+    #: The reference file's tile size and where the grid starts in it (row, col): windows are
+    #: cut on tile edges, so no tile is decoded for two windows.
+    tile: tuple[int, int] = (1, 1)
+    grid_offset: tuple[int, int] = (0, 0)
+
+    def window_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column edges of the processing windows on the cube's grid."""
+        edges = []
+        for n, tile, off in zip(self.geobox.shape, self.tile, self.grid_offset):
+            step = max(1, round(self.window_px / tile)) * tile
+            edges.append(np.unique(np.r_[0, np.arange((-off) % step, n, step), n]))
+        return edges[0], edges[1]
 
     def __repr__(self) -> str:
         return f"ArchiveReader({len(self.days)} days, {dict(self.bands)}, {self.geobox.shape})"
@@ -333,8 +345,11 @@ class LocalSource:
         times = [np.datetime64(min(a.time for a in g), "ns") for g in groups]
         arrays = {BAND_NAMES[b]: indexing.LazilyIndexedArray(_LazyBand(groups, b, geobox))
                   for b in present}
+        with rasterio.open(acqs[0].files["B04"]) as ref:
+            col, row = ~ref.transform @ (geobox.transform.c, geobox.transform.f)
+            tile = ref.block_shapes[0]
         reader = ArchiveReader(groups, tuple((BAND_NAMES[b], b) for b in present), geobox,
-                               self.chunk_px)
+                               self.chunk_px, tile, (round(row), round(col)))
         cube = cube_from_arrays(arrays, times, geobox, attrs={
             "source": "local", "path": str(self.path),
             "acquisitions": json.dumps([str(a.folder.name) for a in acqs])})

@@ -514,9 +514,7 @@ def _window_jobs(cube: xr.Dataset, weights: PixelWeights, green: bool, dilation_
     variables = ["red", "nir", "scl"] + (["green"] if green else [])
     reader = window_reader(cube, variables)
     if reader is not None:
-        h, w = weights.geobox.shape
-        step = reader.window_px
-        windows = _windows(weights, np.r_[0:h:step, h], np.r_[0:w:step, w])
+        windows = _windows(weights, *reader.window_edges())
         source = dask.delayed(reader, traverse=False)
         geobox = weights.geobox
 
