@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import xarray as xr
-from xarray.backends import BackendArray
-from xarray.core import indexing
 from odc.geo.geobox import GeoBox
 from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
 from rasterio.env import set_gdal_config
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window, from_bounds
+from xarray.backends import BackendArray
+from xarray.core import indexing
 
 from ..errors import ImageryError, InputError
 from .base import (

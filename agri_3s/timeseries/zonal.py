@@ -195,7 +195,9 @@ def pixel_weights(parcels: gpd.GeoDataFrame, geobox: GeoBox, *, inward_buffer_m:
     import dask
 
     workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
-    step = max(PARCELS_PER_CHUNK, -(-n // workers))
+    # chunks of at most PARCELS_PER_CHUNK bound the temporaries; a multiple of the workers
+    n_chunks = -(-max(1, -(-n // PARCELS_PER_CHUNK)) // workers) * workers
+    step = max(1, -(-n // n_chunks))
     starts = range(0, n, step)
     one = partial(_chunk_weights, geobox=geobox, inward_buffer_m=inward_buffer_m, rule=rule,
                   min_full_pixels=min_full_pixels)
@@ -213,8 +215,8 @@ def pixel_weights(parcels: gpd.GeoDataFrame, geobox: GeoBox, *, inward_buffer_m:
                         used.astype(str), geobox, inward_buffer_m, min_full_pixels, rule)
 
 
-#: Parcels per thread task when computing weights (below this, threads cost more than they save).
-PARCELS_PER_CHUNK = 4000
+#: Most parcels per thread task when computing weights (its temporaries are ~1 kB a parcel).
+PARCELS_PER_CHUNK = 20_000
 
 
 def _chunk_weights(geoms: np.ndarray, *, geobox: GeoBox, inward_buffer_m: float, rule: str,
