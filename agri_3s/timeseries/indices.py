@@ -29,3 +29,27 @@ def ndwi(green: np.ndarray, nir: np.ndarray) -> np.ndarray:
     Uses 10 m bands only, so flooded parts of small parcels are resolved.
     """
     return normalized_difference(green, nir)
+
+
+def dn_normalized_difference(a: tuple[np.ndarray, float] | None,
+                             b: tuple[np.ndarray, float] | None, n: int) -> np.ndarray:
+    """The normalised difference of two bands' reflectances straight from L2A digital numbers,
+    each given as ``(DNs, boa_add_offset)`` (None: band absent → all NaN, length ``n``).
+
+    Reflectance is (DN + offset) / 10000, so the scale cancels and no reflectance is ever
+    formed: (a − b) / (a + b) = (DNa + oa − DNb − ob) / (DNa + oa + DNb + ob), exact in float32
+    for 16-bit DNs. NaN where either DN is 0 (no data) or the sum is not positive, as
+    :func:`normalized_difference` of :func:`~agri_3s.sources.base.dn_to_reflectance`.
+
+    >>> dn_normalized_difference((np.array([5000, 0], np.uint16), -1000.0),
+    ...                          (np.array([2000, 3000], np.uint16), -1000.0), 2)
+    array([0.6, nan], dtype=float32)
+    """
+    if a is None or b is None:
+        return np.full(n, np.nan, np.float32)
+    (da, oa), (db, ob) = a, b
+    fa, fb = da.astype(np.float32), db.astype(np.float32)
+    total = fa + fb + np.float32(oa + ob)
+    ok = (da > 0) & (db > 0) & (total > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, (fa - fb + np.float32(oa - ob)) / total, np.float32(np.nan))

@@ -51,6 +51,29 @@ def test_coverage_fractions_equal_brute_force(res):
         np.testing.assert_allclose(dense, _brute_fractions(g, gb), atol=1e-9)
 
 
+@pytest.mark.parametrize("south_up", [False, True])
+def test_coverage_fractions_whatever_the_ring_orientation(south_up):
+    """Rings drawn either way round (exterior clockwise, holes anticlockwise: valid, and common
+    in shapefiles vs GeoJSON), holes, several parts; on north-up and south-up grids."""
+    gb = _grid()
+    if south_up:
+        t = gb.transform
+        gb = GeoBox(gb.shape, Affine(t.a, 0, t.c, 0, -t.e, t.f + gb.shape[0] * t.e), gb.crs)
+    t = gb.transform
+    x0, y0 = t.c, min(t.f, t.f + gb.shape[0] * t.e)
+    outer = shapely.Polygon([(x0 + 33, y0 + 41), (x0 + 251, y0 + 63), (x0 + 222, y0 + 270),
+                             (x0 + 48, y0 + 236)])
+    holed = outer.difference(shapely.box(x0 + 97, y0 + 102, x0 + 171, y0 + 188))
+    two = shapely.MultiPolygon([shapely.box(x0 + 300, y0 + 20, x0 + 347, y0 + 74),
+                                shapely.box(x0 + 303, y0 + 150, x0 + 331, y0 + 171)])
+    for g in (holed, two):
+        for drawn in (shapely.orient_polygons(g), shapely.orient_polygons(g, exterior_cw=True)):
+            idx, frac = coverage_fractions(drawn, gb)
+            dense = np.zeros(gb.shape[0] * gb.shape[1])
+            dense[idx] = frac
+            np.testing.assert_allclose(dense, _brute_fractions(g, gb), atol=1e-9)
+
+
 def test_weights_sum_to_buffered_area_in_pixels():
     gb = _grid()
     g = shapely.Polygon([(500013, 3999987), (500143, 3999951), (500120, 3999803), (500031, 3999830)])
