@@ -215,7 +215,10 @@ def pixel_weights(parcels: gpd.GeoDataFrame, geobox: GeoBox, *, inward_buffer_m:
     """
     if rule not in PIXEL_RULES:
         raise ValueError(f"rule={rule!r}; use one of {', '.join(PIXEL_RULES)}")
-    geoms = parcels.geometry.to_crs(geobox.crs.to_wkt()).values.to_numpy()
+    geometry = parcels.geometry
+    if geometry.crs is None or not geobox.crs == geometry.crs:  # (to_crs copies regardless)
+        geometry = geometry.to_crs(geobox.crs.to_wkt())
+    geoms = geometry.values.to_numpy()
     n, n_pix = len(geoms), geobox.shape[0] * geobox.shape[1]
     # parcels are independent: chunks of them run in threads (GEOS and numpy release the GIL)
     import dask
@@ -235,7 +238,9 @@ def pixel_weights(parcels: gpd.GeoDataFrame, geobox: GeoBox, *, inward_buffer_m:
     rows = np.concatenate([p[0] + i for p, i in zip(parts, starts)]) if parts else np.empty(0, int)
     cols, vals, full, used = (np.concatenate([p[k] for p in parts]) if parts else np.empty(0)
                               for k in (1, 2, 3, 4))
-    matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(n, n_pix))
+    # each chunk's entries are sorted by parcel and the chunks follow each other
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+    matrix = sparse.csr_matrix((vals, cols, indptr), shape=(n, n_pix))
     used[(np.diff(matrix.indptr) == 0) & (used != "none")] = "none"  # off the grid
     return PixelWeights(matrix, parcels["parcel_id"].astype(str).to_numpy(), full.astype(np.int64),
                         used.astype(str), geobox, inward_buffer_m, min_full_pixels, rule)
@@ -257,7 +262,7 @@ def _chunk_weights(geoms: np.ndarray, *, geobox: GeoBox, inward_buffer_m: float,
     # less than one pixel's worth left after buffering: measure the unbuffered polygon
     fallback = np.flatnonzero((weight < 1.0) & (used != "none"))
     if len(fallback):
-        drop = np.isin(rows, fallback)
+        drop = np.isin(np.arange(n), fallback)[rows]
         r2, c2, v2 = coverage_table(geoms[fallback], geobox)
         rows = np.concatenate([rows[~drop], fallback[r2]])
         cols, vals = np.concatenate([cols[~drop], c2]), np.concatenate([vals[~drop], v2])
@@ -277,7 +282,17 @@ def _chunk_weights(geoms: np.ndarray, *, geobox: GeoBox, inward_buffer_m: float,
         full = np.where(enough, full_raw, full)
     elif rule == "centre":
         rows, cols, vals = _centre_in(shrunk, geoms, used, geobox, rows, cols)
-    return rows, cols, vals, full, used
+    order = _sort_order(rows)  # by parcel, for the CSR matrix
+    return rows[order], cols[order], vals[order], full, used
+
+
+def _sort_order(key: np.ndarray) -> np.ndarray:
+    """A stable argsort of non-negative integers: one plain sort of the keys carrying their
+    position in the low bits (numpy's plain sort is several times faster than argsort)."""
+    bits = max(1, (len(key) - 1).bit_length())
+    if len(key) == 0 or int(key.max()) >= 1 << (62 - bits):
+        return np.argsort(key, kind="stable")
+    return np.sort((key.astype(np.int64) << bits) | np.arange(len(key))) & ((1 << bits) - 1)
 
 
 def _centre_in(shrunk, geoms, used, geobox, rows, cols):
@@ -357,19 +372,19 @@ def _windows(weights: PixelWeights, y_edges: np.ndarray, x_edges: np.ndarray) ->
     n, w = m.shape[0], weights.geobox.shape[1]
     entries_per_parcel = np.diff(m.indptr)
     r, c = np.divmod(m.indices, w)
-    wy = np.searchsorted(y_edges, r, side="right") - 1
-    wx = np.searchsorted(x_edges, c, side="right") - 1
-    # sort by (window, row, column): one plain sort of keys that carry the entry number in
-    # their low bits (several times faster than an argsort)
+    # sort by (window, row, column): key = row part + column part, from per-row and per-column
+    # tables
     height, width = int(np.diff(y_edges).max()), int(np.diff(x_edges).max())
-    key = ((wy * (len(x_edges) - 1) + wx) * height + r - y_edges[wy]) * width + c - x_edges[wx]
-    bits = max(1, int(m.nnz - 1).bit_length())
-    if int(key.max(initial=0)) < 1 << (62 - bits):
-        order = np.sort((key << bits) | np.arange(m.nnz)) & ((1 << bits) - 1)
-    else:
-        order = np.argsort(key)
-    win = (key[order] // (height * width)).astype(np.int64)
-    bounds = np.searchsorted(win, np.arange((len(y_edges) - 1) * (len(x_edges) - 1) + 1))
+    n_wx = len(x_edges) - 1
+    wy = np.repeat(np.arange(len(y_edges) - 1), np.diff(y_edges))
+    wx = np.repeat(np.arange(n_wx), np.diff(x_edges))
+    rows, cols = np.arange(len(wy)), np.arange(len(wx))
+    row_key = (wy * n_wx * height + rows - y_edges[wy]) * width
+    col_key = wx * height * width + cols - x_edges[wx]
+    key = row_key[r] + col_key[c]
+    order = _sort_order(key)
+    key = key[order]
+    bounds = np.searchsorted(key, np.arange((len(y_edges) - 1) * n_wx + 1) * (height * width))
     parcel = np.repeat(np.arange(n), entries_per_parcel)  # entries run parcel by parcel
     lookup = np.zeros(n, np.int64)
     out = []
