@@ -352,17 +352,31 @@ class _Window:
     entry_weight: np.ndarray
     #: Per local parcel: all its pixels are in this window (its quantiles finish here).
     whole: np.ndarray
-    _index: dict = field(default_factory=dict, repr=False, compare=False)
+    #: Computed once per window and reused for every date: flat indices per read layout,
+    #: grid boxes.
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def take(self, native, top: int = 0, left: int = 0) -> np.ndarray:
         """The entries' values in a source's window read (a ``NativeWindow`` whose first pixel
         is ``top`` rows and ``left`` columns before the window's); indices cached per layout."""
         key = (native.k, native.dr, native.dc, native.data.shape[1], top, left)
-        index = self._index.get(key)
+        index = self._cache.get(key)
         if index is None:
-            index = self._index[key] = native.flat_index(
+            index = self._cache[key] = native.flat_index(
                 self.entry_row + top, self.entry_col + left).astype(np.intp)
         return np.take(native.data, index)
+
+    def boxes(self, geobox: GeoBox, halo_px: int) -> tuple[GeoBox, GeoBox, int, int]:
+        """The window's box on ``geobox``, the box grown by ``halo_px`` (within the grid), and
+        how many rows and columns the halo adds before the window (slicing a GeoBox is slow)."""
+        key = ("boxes", halo_px)  # a window belongs to one grid
+        if key not in self._cache:
+            d, (h, w) = halo_px, geobox.shape
+            top, left = min(d, self.ys.start), min(d, self.xs.start)
+            halo = geobox[self.ys.start - top:min(self.ys.stop + d, h),
+                          self.xs.start - left:min(self.xs.stop + d, w)]
+            self._cache[key] = (geobox[self.ys, self.xs], halo, top, left)
+        return self._cache[key]
 
 
 def _windows(weights: PixelWeights, y_edges: np.ndarray, x_edges: np.ndarray) -> list[_Window]:
@@ -455,17 +469,14 @@ def _direct_stats(win: _Window, reader, t: int, *, geobox: GeoBox, green: bool,
     """One window and date read straight from the source (see ``attach_reader``): raw DNs of
     only the pixels parcels use, indices straight from them, SCL classified at its own
     resolution."""
-    box = geobox[win.ys, win.xs]
+    # cloud dilation sees dilation_px pixels beyond the window (within the grid)
+    d = dilation_px
+    box, halo, top, left = win.boxes(geobox, d)
 
     def dn(variable: str):
         got = reader.read(variable, t, box)
         return None if got is None else (win.take(got[0]), got[1])
 
-    # cloud dilation sees dilation_px pixels beyond the window (within the grid)
-    d, (h, w) = dilation_px, geobox.shape
-    top, left = min(d, win.ys.start), min(d, win.xs.start)
-    halo = geobox[win.ys.start - top:min(win.ys.stop + d, h),
-                  win.xs.start - left:min(win.xs.stop + d, w)]
     got = reader.read("scl", t, halo)
     if got is None:
         clear = np.zeros(len(win.entry_row), bool)
