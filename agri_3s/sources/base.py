@@ -39,7 +39,7 @@ def dn_to_reflectance(dn: np.ndarray, boa_add_offset: float) -> np.ndarray:
     """L2A digital numbers → float32 reflectance; DN 0 (no data) → NaN.
 
     >>> dn_to_reflectance(np.array([0, 1000, 3000], np.uint16), -1000.0)
-    array([ nan, 0. , 0.2], dtype=float32)
+    array([nan, 0. , 0.2], dtype=float32)
     """
     refl = (dn.astype(np.float32) + np.float32(boa_add_offset)) / np.float32(L2A_QUANTIFICATION)
     refl[dn == 0] = np.nan

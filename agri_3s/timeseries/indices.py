@@ -8,7 +8,7 @@ import numpy as np
 def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(a − b) / (a + b), NaN where the sum is not positive.
 
-    >>> float(normalized_difference(np.array(0.4), np.array(0.1)))
+    >>> round(float(normalized_difference(np.array(0.4), np.array(0.1))), 6)
     0.6
     """
     a = np.asarray(a, np.float32)
@@ -49,7 +49,13 @@ def dn_normalized_difference(a: tuple[np.ndarray, float] | None,
         return np.full(n, np.nan, np.float32)
     (da, oa), (db, ob) = a, b
     fa, fb = da.astype(np.float32), db.astype(np.float32)
-    total = fa + fb + np.float32(oa + ob)
-    ok = (da > 0) & (db > 0) & (total > 0)
+    total = fa + fb
+    diff = np.subtract(fa, fb, out=fa)  # in place: these run once per window and date
+    if oa + ob:
+        total += np.float32(oa + ob)
+    if oa - ob:
+        diff += np.float32(oa - ob)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(ok, (fa - fb + np.float32(oa - ob)) / total, np.float32(np.nan))
+        np.divide(diff, total, out=diff)
+    diff[(total <= 0) | (da == 0) | (db == 0)] = np.nan
+    return diff

@@ -14,10 +14,11 @@ DILATED_SCL = (3, 8, 9, 10)
 
 
 @functools.lru_cache(maxsize=16)
-def _table(classes: tuple[int, ...]) -> np.ndarray:
-    """A 256-entry lookup table: ``table[scl]`` is far faster than ``np.isin`` on a scene."""
-    table = np.zeros(256, bool)
-    table[list(classes)] = True
+def _table(classes: tuple[int, ...], value: bool = True) -> np.ndarray:
+    """A 256-entry lookup table, ``value`` for ``classes``: ``np.take(table, scl)`` is far
+    faster than ``np.isin`` on a scene."""
+    table = np.full(256, not value)
+    table[list(classes)] = value
     return table
 
 
@@ -34,9 +35,11 @@ def clear_mask(scl: np.ndarray, *, dilation_px: int = 2,
     >>> int(clear_mask(scl, dilation_px=1).sum())
     16
     """
-    bad = _table(invalid)[scl]
+    if dilation_px <= 0:
+        return np.take(_table(invalid, value=False), scl)
+    bad = np.take(_table(invalid), scl)
     if dilation_px > 0:
-        cloud = _table(dilated)[scl]
+        cloud = np.take(_table(dilated), scl)
         if cloud.any():
             from scipy import ndimage  # only here: importing it costs ~0.15 s
 
