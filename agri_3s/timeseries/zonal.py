@@ -468,7 +468,8 @@ def _direct_stats(win: _Window, reader, t: int, *, geobox: GeoBox, green: bool,
                   dilation_px: int, vegetated_ndvi: float, stats: tuple[str, ...]) -> dict:
     """One window and date read straight from the source (see ``attach_reader``): raw DNs of
     only the pixels parcels use, indices straight from them, SCL classified at its own
-    resolution."""
+    resolution and read first, so a window whose parcel pixels are all clouded decodes nothing
+    else (half of a summer season's acquisitions can be)."""
     # cloud dilation sees dilation_px pixels beyond the window (within the grid)
     d = dilation_px
     box, halo, top, left = win.boxes(geobox, d)
@@ -490,9 +491,13 @@ def _direct_stats(win: _Window, reader, t: int, *, geobox: GeoBox, green: bool,
         else:
             full = NativeWindow(clear_mask(scl.full(halo.shape), dilation_px=d))
             clear = win.take(full, top, left)
+    n = len(win.entry_row)
+    if not clear.any():  # every parcel pixel under cloud (or no data): nothing else to decode
+        return _entry_stats(win, np.full(n, np.nan, np.float32), None, clear, vegetated_ndvi,
+                            stats)
     nir = dn("nir")
-    v = dn_normalized_difference(nir, dn("red"), len(win.entry_row))
-    water = (dn_normalized_difference(dn("green"), nir, len(win.entry_row)) > 0) if green else None
+    v = dn_normalized_difference(nir, dn("red"), n)
+    water = (dn_normalized_difference(dn("green"), nir, n) > 0) if green else None
     return _entry_stats(win, v, water, clear, vegetated_ndvi, stats)
 
 

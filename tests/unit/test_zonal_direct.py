@@ -63,7 +63,12 @@ def _parcels(rng, n=60):
                             crs=32650)
 
 
-def _by_hand(root, geobox, times):
+#: The module archive's solar days: (folder, boa_add_offset) of each granule.
+ARCHIVE_DAYS = [[("2025-05-02", -1000)], [("2025-05-12T03:05:31", -1000),
+                                          ("2025-05-12T03:05:45", 0)], [("2025-05-22", -1000)]]
+
+
+def _by_hand(root, geobox, times, days=ARCHIVE_DAYS):
     """The cube contract built from the files with rasterio alone."""
     col0 = round((geobox.transform.c - T10.c) / 10)
     row0 = round((T10.f - geobox.transform.f) / 10)
@@ -79,8 +84,6 @@ def _by_hand(root, geobox, times):
         return np.where(dn == 0, np.nan, (dn.astype(np.float32) + np.float32(offset))
                         / np.float32(10000)).astype(np.float32)
 
-    days = [[("2025-05-02", -1000)], [("2025-05-12T03:05:31", -1000),
-                                      ("2025-05-12T03:05:45", 0)], [("2025-05-22", -1000)]]
     arrays = {v: [] for v in ("green", "red", "nir", "scl")}
     for granules in days:
         for v, name in (("green", "B03"), ("red", "B04"), ("nir", "B08")):
@@ -140,3 +143,38 @@ def test_a_changed_cube_is_read_from_its_arrays_not_the_files(archive):
     assert window_reader(brighter, ["red", "nir", "scl"]) is None
     assert not np.allclose(parcel_series(brighter, w)["ndvi_mean"].values,
                            parcel_series(cube, w)["ndvi_mean"].values, equal_nan=True)
+
+
+def test_clouded_windows_decode_no_reflectance(tmp_path):
+    """A date whose SCL is cloud over every parcel pixel: its B04/B08 files are never read,
+    and its statistics are the same as when they are (no clear pixel: NaN, 0 clear)."""
+    rng = np.random.default_rng(11)
+    clouded = np.full((N // 2, N // 2), 9, np.uint8)
+    write_acquisition(tmp_path, "2025-06-01", _refl(rng), _scl(rng), T10)
+    write_acquisition(tmp_path, "2025-06-11", _refl(rng), clouded, T10)
+    parcels = _parcels(np.random.default_rng(5), n=30)
+    cube = LocalSource(tmp_path, chunk_px=32).load((437045, 4141075, 437925, 4141935), 32650, dt.date(2025, 1, 1),
+                                                   dt.date(2025, 12, 31))
+    w = pixel_weights(parcels, cube.odc.geobox)
+    reader = window_reader(cube, ["red", "nir", "scl"])
+    read = []
+    original = type(reader).read
+
+    def counting(self, variable, t, geobox):
+        read.append((variable, t))
+        return original(self, variable, t, geobox)
+
+    type(reader).read = counting
+    try:
+        direct = parcel_series(cube, w, dilation_px=0)
+    finally:
+        type(reader).read = original
+    assert ("red", 0) in read and ("scl", 1) in read
+    assert ("red", 1) not in read and ("nir", 1) not in read
+    days = [[("2025-06-01", -1000)], [("2025-06-11", -1000)]]
+    truth = parcel_series(_by_hand(tmp_path, cube.odc.geobox, cube["time"].values, days), w,
+                          dilation_px=0)
+    for k in STATS:
+        np.testing.assert_allclose(direct[k].values, truth[k].values, atol=1e-6, err_msg=k)
+    assert np.isnan(direct["ndvi_mean"].values[:, 1]).all()
+    assert (direct["clear_fraction"].values[:, 1] == 0).all()
