@@ -246,8 +246,9 @@ def pixel_weights(parcels: gpd.GeoDataFrame, geobox: GeoBox, *, inward_buffer_m:
                         used.astype(str), geobox, inward_buffer_m, min_full_pixels, rule)
 
 
-#: Most parcels per thread task when computing weights (its temporaries are ~1 kB a parcel).
-PARCELS_PER_CHUNK = 20_000
+#: Most parcels per thread task when computing weights: small tasks keep their temporaries
+#: (~1 kB a parcel) in the CPU cache; 1,000 was 1.7x faster than 20,000 on 50k parcels.
+PARCELS_PER_CHUNK = 1_000
 
 
 def _chunk_weights(geoms: np.ndarray, *, geobox: GeoBox, inward_buffer_m: float, rule: str,
