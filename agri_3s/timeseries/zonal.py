@@ -331,6 +331,10 @@ def weighted_quantiles(group: np.ndarray, values: np.ndarray, weights: np.ndarra
     return out
 
 
+#: The quantile statistics, in the order of :data:`QUANTILES`.
+QUANTILE_STATS = ("ndvi_p25", "ndvi_p50", "ndvi_p75")
+#: Ratio statistics: which per-parcel sum is divided by the clear weight.
+_SUM_OF = {"ndvi_mean": "sum", "vegetated_fraction": "veg", "water_fraction": "water"}
 #: Statistics of the parcel-series contract; ``parcel_series(stats=…)`` computes a subset.
 STATS = ("ndvi_mean", "ndvi_p25", "ndvi_p50", "ndvi_p75", "clear_fraction", "n_pixels",
          "vegetated_fraction", "water_fraction")
@@ -516,7 +520,7 @@ def _entry_stats(win: _Window, v: np.ndarray, water: np.ndarray | None, clear_px
         out["veg"] = np.bincount(win.entry_parcel, wc * (v >= vegetated_ndvi), n)
     if "water_fraction" in stats and water is not None:
         out["water"] = np.bincount(win.entry_parcel, wc * water, n)
-    if any(q in stats for q in ("ndvi_p25", "ndvi_p50", "ndvi_p75")):
+    if any(q in stats for q in QUANTILE_STATS):
         done = clear & win.whole[win.entry_parcel]
         out["q"] = weighted_quantiles(win.entry_parcel[done], v[done], win.entry_weight[done], n)
         rest = clear & ~win.whole[win.entry_parcel]
@@ -525,23 +529,25 @@ def _entry_stats(win: _Window, v: np.ndarray, water: np.ndarray | None, clear_px
 
 
 def _combine_date(parts: list[dict], windows: list[_Window], n: int) -> dict:
-    """Sum the windows' partial results of one date into per-parcel totals."""
-    tot = {k: np.zeros(n) for k in ("clear", "sum", "veg", "water")}
-    q = np.full((n, 3), np.nan)
+    """Sum the windows' partial results of one date into per-parcel totals (only the sums the
+    statistics asked for: these wait in memory for the rest of their batch)."""
+    sums = ("clear", "sum", "veg", "water")
+    tot = {k: np.zeros(n) for k in sums if any(k in part for part in parts)}
     raw = []
+    if any("q" in part for part in parts):
+        tot["q"] = np.full((n, 3), np.nan)
     for win, part in zip(windows, parts):
-        for k in tot:
+        for k in sums:
             if k in part:
                 tot[k][win.parcels] += part[k]  # parcels are unique within a window
         if "q" in part:
-            q[win.parcels[win.whole]] = part["q"][win.whole]
+            tot["q"][win.parcels[win.whole]] = part["q"][win.whole]
             raw.append(part["raw"])
     if raw:
         g, v, w = (np.concatenate(x) for x in zip(*raw))
         split = weighted_quantiles(g, v, w, n)
         crossing = np.unique(g)
-        q[crossing] = split[crossing]
-    tot["q"] = q
+        tot["q"][crossing] = split[crossing]
     return tot
 
 
@@ -625,7 +631,7 @@ def _window_jobs(cube: xr.Dataset, weights: PixelWeights, green: bool, dilation_
 
 
 #: Per-date results held until their batch of dates is written out (bounds the batch size).
-BATCH_RESULT_BYTES = 128 * 1024 * 1024
+BATCH_RESULT_BYTES = 64 * 1024 * 1024
 
 
 def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, ...] = STATS,
@@ -669,10 +675,15 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
     plans = [(f"{name}-plan", k) for k in range(len(windows))]
     graph.update(zip(plans, windows))
     get = _scheduler() or dask.base.get_scheduler() or dask.threaded.get
+    if get is dask.threaded.get:  # hand out tasks four at a time: less scheduler traffic
+        get = partial(get, chunksize=4)
     out = {k: np.full((n, n_t), np.nan, np.float32) for k in STATS if k in stats}
     total = weights.weight_sum
-    # ~60 bytes of combined results per parcel and date wait for the end of their batch
-    batch = dates_per_batch or int(np.clip(BATCH_RESULT_BYTES // (64 * max(n, 1)), 4, 64))
+    # a date's combined sums (8 bytes a parcel each) wait in memory for the end of its batch
+    n_sums = 2 + ("vegetated_fraction" in stats) + green + 3 * any(
+        q in stats for q in QUANTILE_STATS)
+    batch = dates_per_batch or int(np.clip(BATCH_RESULT_BYTES // (8 * n_sums * max(n, 1)),
+                                           4, 64))
     for t0 in range(0, n_t, batch):
         dates = range(t0, min(t0 + batch, n_t))
         dsk, keys = dict(graph), [(f"{name}-date", t) for t in dates]
@@ -682,16 +693,16 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
                        for k, (part, plan) in enumerate(zip(parts, plans)))
             dsk[key] = (_combine_date, parts, plans, n)
         for t, tot in zip(dates, get(cull(dsk, keys)[0], keys)):
-            cw = tot["clear"]
+            cw = tot.get("clear", np.zeros(n))  # no window at all: nothing is clear
             ok = cw >= min_clear_weight
-            with np.errstate(invalid="ignore", divide="ignore"):
-                values = {"ndvi_mean": tot["sum"] / cw, "vegetated_fraction": tot["veg"] / cw,
-                          "water_fraction": tot["water"] / cw if green else np.full(n, np.nan),
-                          "ndvi_p25": tot["q"][:, 0], "ndvi_p50": tot["q"][:, 1],
-                          "ndvi_p75": tot["q"][:, 2]}
-            for k, v in values.items():
-                if k in out:
-                    out[k][ok, t] = v[ok]
+            for k in out if ok.any() else ():
+                if k in ("clear_fraction", "n_pixels") or (k == "water_fraction" and not green):
+                    continue  # (water stays NaN without a green band)
+                if k in QUANTILE_STATS:
+                    out[k][ok, t] = tot["q"][ok, QUANTILE_STATS.index(k)]
+                else:
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        out[k][ok, t] = tot[_SUM_OF[k]][ok] / cw[ok]
             with np.errstate(invalid="ignore", divide="ignore"):
                 out["clear_fraction"][:, t] = np.where(total > 0, cw / total, np.nan)
             out["n_pixels"][:, t] = cw
