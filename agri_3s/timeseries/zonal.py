@@ -631,7 +631,7 @@ def _window_jobs(cube: xr.Dataset, weights: PixelWeights, green: bool, dilation_
 
 
 #: Per-date results held until their batch of dates is written out (bounds the batch size).
-BATCH_RESULT_BYTES = 64 * 1024 * 1024
+BATCH_RESULT_BYTES = 16 * 1024 * 1024
 
 
 def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, ...] = STATS,
@@ -675,8 +675,6 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
     plans = [(f"{name}-plan", k) for k in range(len(windows))]
     graph.update(zip(plans, windows))
     get = _scheduler() or dask.base.get_scheduler() or dask.threaded.get
-    if get is dask.threaded.get:  # hand out tasks four at a time: less scheduler traffic
-        get = partial(get, chunksize=4)
     out = {k: np.full((n, n_t), np.nan, np.float32) for k in STATS if k in stats}
     total = weights.weight_sum
     # a date's combined sums (8 bytes a parcel each) wait in memory for the end of its batch
@@ -692,7 +690,11 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
             dsk.update((part, window_task(k, plan, t))
                        for k, (part, plan) in enumerate(zip(parts, plans)))
             dsk[key] = (_combine_date, parts, plans, n)
-        for t, tot in zip(dates, get(cull(dsk, keys)[0], keys)):
+        run = get
+        if get is dask.threaded.get:  # a few tasks per hand-out: less scheduler traffic
+            workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
+            run = partial(get, chunksize=int(np.clip(len(dsk) // (8 * workers), 1, 8)))
+        for t, tot in zip(dates, run(cull(dsk, keys)[0], keys)):
             cw = tot.get("clear", np.zeros(n))  # no window at all: nothing is clear
             ok = cw >= min_clear_weight
             for k in out if ok.any() else ():

@@ -116,9 +116,10 @@ def work_decode(spec: dict) -> dict:
         with rasterio.open(path) as src:  # one dataset per file and thread
             return int(src.read(1)[0, 0])
 
+    started = time.time()
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(read, spec["files"]))
-    return {}
+    return {"start_imports_s": started - spec["launched"], "decode_s": time.time() - started}
 
 
 def work_agri3s(spec: dict) -> dict:
@@ -128,6 +129,7 @@ def work_agri3s(spec: dict) -> dict:
     from agri_3s.sources.local import LocalSource
     from agri_3s.timeseries.zonal import parcel_series, pixel_weights
 
+    started = time.time()
     t0 = time.perf_counter()
     parcels = gpd.read_parquet(spec["parcels"])
     start, end = (np.datetime64(d).astype(object) for d in (spec["start"], spec["end"]))
@@ -141,8 +143,8 @@ def work_agri3s(spec: dict) -> dict:
         t3 = time.perf_counter()
     if spec.get("out"):
         np.save(spec["out"], s["ndvi_mean"].values.astype(np.float32))
-    return {"read_parcels_load_s": t1 - t0, "pixel_weights_s": t2 - t1,
-            "parcel_series_s": t3 - t2}
+    return {"start_imports_s": started - spec["launched"], "read_parcels_load_s": t1 - t0,
+            "pixel_weights_s": t2 - t1, "parcel_series_s": t3 - t2}
 
 
 def work_exactextract(spec: dict) -> dict:
@@ -156,6 +158,7 @@ def work_exactextract(spec: dict) -> dict:
     import geopandas as gpd
     from exactextract.raster import NumPyRasterSource
 
+    started = time.time()
     parcels = gpd.read_parquet(spec["parcels"])
     res = spec["res"]
     geoms = buffered_geoms(parcels.geometry.values.to_numpy(), res * res)
@@ -190,13 +193,15 @@ def work_exactextract(spec: dict) -> dict:
             t_read += t1 - t0
     if spec.get("out"):
         np.save(spec["out"], out)
-    return {"read_ndvi_s": t_read, "zonal_s": t_zonal}
+    return {"start_imports_s": started - spec["launched"], "read_ndvi_s": t_read,
+            "zonal_s": t_zonal}
 
 
 def work_rasterstats(spec: dict) -> dict:
     import geopandas as gpd
     from rasterstats import zonal_stats
 
+    started = time.time()
     parcels = gpd.read_parquet(spec["parcels"]).iloc[:spec["subset"]]
     res = spec["res"]
     geoms = list(buffered_geoms(parcels.geometry.values.to_numpy(), res * res))
@@ -208,7 +213,8 @@ def work_rasterstats(spec: dict) -> dict:
         zonal_stats(geoms, ndvi, affine=tr, nodata=np.nan, stats=["mean"])
         t_zonal += time.perf_counter() - t1
         t_read += t1 - t0
-    return {"read_ndvi_s": t_read, "zonal_s": t_zonal}
+    return {"start_imports_s": started - spec["launched"], "read_ndvi_s": t_read,
+            "zonal_s": t_zonal}
 
 
 WORKERS = {"decode": work_decode, "agri3s": work_agri3s, "exactextract": work_exactextract,
@@ -230,13 +236,13 @@ def run_worker(method: str, spec: dict) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(spec, f)
+        json.dump(dict(spec, launched=time.time()), f)
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", method,
                              "--spec", f.name], stdout=subprocess.PIPE, env=env, text=True)
     out = proc.stdout.read()
     _, status, _ = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
+    wall, ended = time.perf_counter() - t0, time.time()
     proc.returncode = os.waitstatus_to_exitcode(status)
     os.unlink(f.name)
     if proc.returncode != 0:
@@ -244,7 +250,10 @@ def run_worker(method: str, spec: dict) -> dict:
     report = json.loads(out.strip().splitlines()[-1])
     # the process's own high-water mark: ru_maxrss of a child also counts the parent's RSS
     # at fork time (Linux carries it over exec), VmHWM belongs to the new program only
-    return {"wall_s": wall, "peak_mb": report.pop("peak_kb") / 1024, **report}
+    # start-up: Python, imports, reading the spec; exit: from the report to the process's end
+    # (the interpreter tearing its modules down)
+    exit_s = ended - report.pop("reported_at")
+    return {"wall_s": wall, "peak_mb": report.pop("peak_kb") / 1024, **report, "exit_s": exit_s}
 
 
 def measure(method: str, spec: dict, repeats: int, log=print) -> dict:
@@ -472,6 +481,7 @@ def main(argv: list[str] | None = None) -> dict:
     if a.worker:
         report = WORKERS[a.worker](json.loads(Path(a.spec).read_text()))
         report["peak_kb"] = own_peak_kb()
+        report["reported_at"] = time.time()
         print(json.dumps(report))
         return report
     size = a.size or (1000 if a.quick else 4000)
