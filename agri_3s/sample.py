@@ -460,7 +460,7 @@ def _build_farms(land: _Landscape, rng: np.random.Generator):
 
     # phenology for every strip
     fields = []
-    for i in range(n):
+    for _ in range(n):
         sh = rng.uniform(-5, 5)
         hw = _d(2025, 6, 5) + rng.uniform(0, 7)
         hm = _d(2025, 9, 25) + rng.uniform(0, 10)

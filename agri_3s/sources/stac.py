@@ -124,9 +124,10 @@ def target_geobox(bounds: tuple[float, float, float, float], crs: object, *,
     lon0, lat0, lon1, lat1 = Transformer.from_crs(src, 4326, always_xy=True).transform_bounds(
         *bounds, densify_pts=21)
     utm = utm_crs_for((lon0 + lon1) / 2, (lat0 + lat1) / 2)
-    l, b, r, t = Transformer.from_crs(src, utm, always_xy=True).transform_bounds(
+    west, south, east, north = Transformer.from_crs(src, utm, always_xy=True).transform_bounds(
         *bounds, densify_pts=21)
-    return GeoBox.from_bbox((l - margin_m, b - margin_m, r + margin_m, t + margin_m), utm,
+    return GeoBox.from_bbox((west - margin_m, south - margin_m, east + margin_m,
+                             north + margin_m), utm,
                             resolution=resolution)
 
 

@@ -263,7 +263,9 @@ def _chunk_weights(geoms: np.ndarray, *, geobox: GeoBox, inward_buffer_m: float,
     # less than one pixel's worth left after buffering: measure the unbuffered polygon
     fallback = np.flatnonzero((weight < 1.0) & (used != "none"))
     if len(fallback):
-        drop = np.isin(np.arange(n), fallback)[rows]
+        is_fallback = np.zeros(n, bool)
+        is_fallback[fallback] = True
+        drop = is_fallback[rows]
         r2, c2, v2 = coverage_table(geoms[fallback], geobox)
         rows = np.concatenate([rows[~drop], fallback[r2]])
         cols, vals = np.concatenate([cols[~drop], c2]), np.concatenate([vals[~drop], v2])

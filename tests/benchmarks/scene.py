@@ -279,7 +279,10 @@ def _field_values(layout: Layout, i: int) -> tuple[np.ndarray, np.ndarray]:
     offset = rng0.normal(0, 0.06, layout.n_fields)
     phase = rng0.uniform(0, 2 * np.pi, layout.n_fields)
     d = DATE_STEP * i  # days since 1 March
-    ramp = lambda x, a, b: np.clip((x - a) / (b - a), 0, 1)
+
+    def ramp(x, a, b):
+        return np.clip((x - a) / (b - a), 0, 1)
+
     curves = np.array([
         0.25 + 0.55 * ramp(d, -20, 40) - 0.6 * ramp(d, 85, 105) + 0.15 * ramp(d, 220, 260),
         0.18 + 0.62 * ramp(d, 110, 160) - 0.5 * ramp(d, 200, 230),

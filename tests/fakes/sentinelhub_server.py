@@ -296,7 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
             if path.startswith(prefix):
                 if not self._authorised():
                     return None
-                compute = (lambda fn=fn: fn(method, path, body))
+                def compute(fn=fn):
+                    return fn(method, path, body)
                 if self._fault(endpoint, compute):
                     return None
                 status, out, ctype = compute()

@@ -86,8 +86,8 @@ def items_from_archive(root: Path, *, style: str = "earthsearch", raster_offset:
             if tif.stem.upper() == "B04":
                 info10 = info
         tr = Transformer.from_crs(info10["epsg"], 4326, always_xy=True)
-        l, b, r, t = info10["bounds"]
-        xs, ys = tr.transform([l, r, r, l, l], [b, b, t, t, b])
+        west, south, east, north = info10["bounds"]
+        xs, ys = tr.transform([west, east, east, west, west], [south, south, north, north, south])
         footprint = shapely.Polygon(zip(xs, ys))
         props = {"datetime": when.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
                  "platform": "sentinel-2a", "constellation": "sentinel-2",

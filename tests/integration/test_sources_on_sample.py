@@ -20,9 +20,8 @@ APRIL = (dt.date(2025, 4, 1), dt.date(2025, 4, 30))
 
 
 def test_stac_and_local_give_the_same_series(sample, tmp_path):
-    from tests.fakes.stac_server import FakeStac, items_from_archive
-
     from agri_3s.sources.stac import StacSource
+    from tests.fakes.stac_server import FakeStac, items_from_archive
 
     parcels = gpd.read_file(sample.parcels_wheat).iloc[:60]
     bounds, crs = tuple(parcels.total_bounds), parcels.crs

@@ -96,7 +96,10 @@ def test_planting_verdicts_for_hand_built_cases():
     bare = np.full(len(times), 0.2)
     doy = np.array([(pd.Timestamp(t) - pd.Timestamp("2025-05-05")).days for t in times])
     cotton = 0.2 + 0.63 * np.clip(doy / 40, 0, 0.8)  # emerges in May, canopy only in June
-    veg = lambda c: (c >= 0.4).astype(float)
+
+    def veg(c):
+        return (c >= 0.4).astype(float)
+
     half = (wheat + bare) / 2
     curves = {"green": (wheat, wheat, veg(wheat)), "fallow": (bare, bare, veg(bare)),
               "half": (half, wheat, veg(wheat) * 0.5), "cotton": (cotton, cotton, veg(cotton)),

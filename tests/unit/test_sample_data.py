@@ -344,7 +344,7 @@ def test_nodata_wedges(sample, dates):
 def test_clouds_scl_and_haze(sample, dates):
     cloudy_dates, clear_dates, overcast = 0, 0, 0
     bright, dark, ring, far = [], [], [], []
-    for k, d in enumerate(dates):
+    for d in dates:
         folder = sample.imagery / d.isoformat()
         with rasterio.open(folder / "SCL.tif") as src:
             scl = src.read(1)

@@ -267,11 +267,12 @@ def test_target_grid_is_utm_of_centre_aligned_to_10_m():
     assert gb.crs.epsg == 32650
     assert gb.transform.a == 10 and gb.transform.e == -10
     assert gb.transform.c % 10 == 0 and gb.transform.f % 10 == 0
-    l, b, r, t = Transformer.from_crs(4326, 32650, always_xy=True).transform_bounds(
+    west, south, east, north = Transformer.from_crs(4326, 32650, always_xy=True).transform_bounds(
         116.30, 37.40, 116.31, 37.41)
     box = gb.extent.boundingbox
-    assert box.left <= l - 30 and box.right >= r + 30 and box.bottom <= b - 30 and box.top >= t + 30
-    assert box.left > l - 40 and box.right < r + 40
+    assert box.left <= west - 30 and box.right >= east + 30
+    assert box.bottom <= south - 30 and box.top >= north + 30
+    assert box.left > west - 40 and box.right < east + 40
 
 
 def test_fake_api_get_search_paging_and_intersects(tmp_path):

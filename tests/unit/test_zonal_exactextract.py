@@ -31,7 +31,7 @@ from agri_3s.testing.builders import write_band
 from agri_3s.timeseries.zonal import coverage_table, parcel_series, pixel_weights
 
 exactextract = pytest.importorskip("exactextract")
-from exactextract.raster import NumPyRasterSource
+from exactextract.raster import NumPyRasterSource  # noqa: E402 (after the importorskip)
 
 CRS = "EPSG:32650"
 X0, Y0 = 500_000.0, 4_000_000.0
