@@ -37,8 +37,8 @@ def dn_normalized_difference(a: tuple[np.ndarray, float] | None,
     each given as ``(DNs, boa_add_offset)`` (None: band absent → all NaN, length ``n``).
 
     Reflectance is (DN + offset) / 10000, so the scale cancels and no reflectance is ever
-    formed: (a − b) / (a + b) = (DNa + oa − DNb − ob) / (DNa + oa + DNb + ob), exact in float32
-    for 16-bit DNs. NaN where either DN is 0 (no data) or the sum is not positive, as
+    formed: (a − b) / (a + b) = (DNa + oa − DNb − ob) / (DNa + oa + DNb + ob), whose sums are
+    exact in float32 for 16-bit DNs (one rounding, in the division). NaN where either DN is 0 (no data) or the sum is not positive, as
     :func:`normalized_difference` of :func:`~agri_3s.sources.base.dn_to_reflectance`.
 
     >>> dn_normalized_difference((np.array([5000, 0], np.uint16), -1000.0),
