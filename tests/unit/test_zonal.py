@@ -9,7 +9,10 @@ from odc.geo.geobox import GeoBox
 
 from agri_3s.sources.base import cube_from_arrays
 from agri_3s.timeseries.zonal import (
+    _coverage,
+    _inward_rings,
     coverage_fractions,
+    coverage_table,
     parcel_series,
     pixel_weights,
     weighted_quantiles,
@@ -81,6 +84,50 @@ def test_weights_sum_to_buffered_area_in_pixels():
                       rule="coverage")
     assert w.weight_sum[0] == pytest.approx(g.buffer(-5).area / 100, rel=1e-9)
     assert w.pixel_rule[0] == "buffered"
+
+
+def test_inward_buffer_weights_equal_geos_buffer_weights():
+    """The weights' own shrinking of convex parcels against GEOS's buffer, pixel by pixel, for
+    every kind of parcel: convex of 3-7 corners both ways round, concave, holed, multi-part,
+    collinear and repeated corners, slivers the buffer eats an edge of or erases, empty."""
+    rng = np.random.default_rng(7)
+    gb = _grid(shape=(60, 80))
+    x0, y0 = 500000, 4000000 - 600
+
+    def convex(k, cx, cy, size):
+        ang = np.sort(rng.uniform(0, 2 * np.pi, k))
+        return shapely.Polygon(np.column_stack([cx + size * np.cos(ang), cy + size * np.sin(ang)]))
+
+    geoms = [convex(k, x0 + rng.uniform(60, 740), y0 + rng.uniform(60, 540), rng.uniform(8, 60))
+             for k in (3, 4, 4, 5, 6, 7) for _ in range(4)]
+    geoms += [shapely.orient_polygons(g, exterior_cw=True) for g in geoms[:6]]
+    geoms += [
+        shapely.Polygon([(x0 + 20, y0 + 20), (x0 + 120, y0 + 20), (x0 + 120, y0 + 90),
+                         (x0 + 70, y0 + 40), (x0 + 20, y0 + 90)]),               # concave
+        shapely.box(x0 + 200, y0 + 20, x0 + 330, y0 + 140).difference(
+            shapely.box(x0 + 240, y0 + 60, x0 + 280, y0 + 100)),                # holed
+        shapely.MultiPolygon([shapely.box(x0 + 400, y0 + 20, x0 + 460, y0 + 70),
+                              shapely.box(x0 + 480, y0 + 30, x0 + 520, y0 + 90)]),
+        shapely.Polygon([(x0 + 20, y0 + 300), (x0 + 80, y0 + 300), (x0 + 140, y0 + 300),
+                         (x0 + 140, y0 + 360), (x0 + 20, y0 + 360)]),           # collinear
+        shapely.Polygon([(x0 + 200, y0 + 300), (x0 + 260, y0 + 300), (x0 + 260, y0 + 300),
+                         (x0 + 260, y0 + 350), (x0 + 200, y0 + 350)]),          # repeated
+        shapely.Polygon([(x0 + 300, y0 + 300), (x0 + 420, y0 + 300), (x0 + 420, y0 + 311),
+                         (x0 + 361, y0 + 312), (x0 + 300, y0 + 311)]),          # loses an edge
+        shapely.Polygon([(x0 + 500, y0 + 300), (x0 + 600, y0 + 300), (x0 + 600, y0 + 308),
+                         (x0 + 500, y0 + 308)]),                                # erased
+        shapely.Polygon(), None,
+    ]
+    geoms = np.array(geoms, dtype=object)
+    mine = _coverage(*_inward_rings(geoms, 5.0), gb)
+    geos = coverage_table(shapely.buffer(geoms, -5.0), gb)
+    n_pix = gb.shape[0] * gb.shape[1]
+    for i, g in enumerate(geoms):
+        dense = [np.bincount(c[rows == i], f[rows == i], n_pix) for rows, c, f in (mine, geos)]
+        np.testing.assert_allclose(dense[0], dense[1], atol=1e-9, err_msg=f"parcel {i}: {g}")
+    # and one convex parcel pixel by pixel against shapely's intersection
+    dense = np.bincount(mine[1][mine[0] == 3], mine[2][mine[0] == 3], n_pix)
+    np.testing.assert_allclose(dense, _brute_fractions(geoms[3].buffer(-5.0), gb), atol=1e-9)
 
 
 def test_tiny_parcel_falls_back_to_unbuffered_and_is_flagged():
