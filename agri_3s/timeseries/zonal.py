@@ -473,44 +473,64 @@ class _Window:
         return self._cache[key]
 
 
-def _windows(weights: PixelWeights, y_edges: np.ndarray, x_edges: np.ndarray) -> list[_Window]:
-    """Split the weight entries by processing window (window borders at the given edges),
-    row-major inside each window."""
+@dataclass(frozen=True)
+class _WindowSplit:
+    """The weight entries grouped by processing window: each window's :class:`_Window` is made
+    from this by :func:`_window_plan` in a task of its own, so windows are planned in parallel
+    and the first reads need not wait for all of them."""
+
+    weights: PixelWeights
+    #: Window borders (grid rows, grid columns); windows are numbered row-major.
+    y_edges: np.ndarray
+    x_edges: np.ndarray
+    #: Entry numbers grouped by window (each group in entry order), where each group starts,
+    #: and every entry's grid row and column.
+    order: np.ndarray
+    starts: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+
+    @property
+    def occupied(self) -> list[int]:
+        """The numbers of the windows with entries."""
+        return np.flatnonzero(np.diff(self.starts)).tolist()
+
+    def slices(self, k: int) -> tuple[slice, slice]:
+        iy, ix = divmod(k, len(self.x_edges) - 1)
+        return (slice(int(self.y_edges[iy]), int(self.y_edges[iy + 1])),
+                slice(int(self.x_edges[ix]), int(self.x_edges[ix + 1])))
+
+
+def _split_windows(weights: PixelWeights, y_edges: np.ndarray, x_edges: np.ndarray
+                   ) -> _WindowSplit:
+    """Group the weight entries by processing window (window borders at the given edges)."""
     m = weights.matrix
-    n, w = m.shape[0], weights.geobox.shape[1]
-    entries_per_parcel = np.diff(m.indptr)
-    r, c = np.divmod(m.indices, w)
-    # sort by (window, row, column): key = row part + column part, from per-row and per-column
-    # tables
-    height, width = int(np.diff(y_edges).max()), int(np.diff(x_edges).max())
-    n_wx = len(x_edges) - 1
-    wy = np.repeat(np.arange(len(y_edges) - 1), np.diff(y_edges))
-    wx = np.repeat(np.arange(n_wx), np.diff(x_edges))
-    rows, cols = np.arange(len(wy)), np.arange(len(wx))
-    row_key = (wy * n_wx * height + rows - y_edges[wy]) * width
-    col_key = wx * height * width + cols - x_edges[wx]
-    key = row_key[r] + col_key[c]
-    order = _sort_order(key)
-    key = key[order]
-    bounds = np.searchsorted(key, np.arange((len(y_edges) - 1) * n_wx + 1) * (height * width))
-    parcel = np.repeat(np.arange(n), entries_per_parcel)  # entries run parcel by parcel
-    lookup = np.zeros(n, np.int64)
-    out = []
-    for k in np.flatnonzero(np.diff(bounds)):
-        sel = order[bounds[k]:bounds[k + 1]]
-        iy, ix = divmod(int(k), len(x_edges) - 1)
-        y0, y1, x0, x1 = y_edges[iy], y_edges[iy + 1], x_edges[ix], x_edges[ix + 1]
-        p = parcel[sel]
-        present = np.zeros(n, bool)
-        present[p] = True
-        parcels = np.flatnonzero(present)
-        lookup[parcels] = np.arange(len(parcels))
-        local = lookup[p]
-        whole = np.bincount(local, minlength=len(parcels)) == entries_per_parcel[parcels]
-        out.append(_Window(slice(y0, y1), slice(x0, x1), parcels, local,
-                           (r[sel] - y0).astype(np.int32), (c[sel] - x0).astype(np.int32),
-                           m.data[sel], whole))
-    return out
+    rows, cols = np.divmod(m.indices, weights.geobox.shape[1])
+    n_wy, n_wx = len(y_edges) - 1, len(x_edges) - 1
+    dtype = np.min_scalar_type(n_wy * n_wx)  # ≤ 16 bits: numpy's stable sort is a radix sort
+    window = (np.repeat(np.arange(n_wy, dtype=dtype) * n_wx, np.diff(y_edges))[rows]
+              + np.repeat(np.arange(n_wx, dtype=dtype), np.diff(x_edges))[cols])
+    order = np.argsort(window, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(window, minlength=n_wy * n_wx))])
+    return _WindowSplit(weights, y_edges, x_edges, order, starts, rows, cols)
+
+
+def _window_plan(split: _WindowSplit, k: int) -> _Window:
+    """Window ``k``'s entries, row-major inside it."""
+    m = split.weights.matrix
+    ys, xs = split.slices(k)
+    sel = split.order[split.starts[k]:split.starts[k + 1]]
+    row, col = split.rows[sel] - ys.start, split.cols[sel] - xs.start
+    within = _sort_order(row * (xs.stop - xs.start) + col)
+    sel, row, col = sel[within], row[within], col[within]
+    parcel = np.searchsorted(m.indptr, sel, side="right") - 1  # entries run parcel by parcel
+    present = np.zeros(m.shape[0], bool)
+    present[parcel] = True
+    parcels = np.flatnonzero(present)
+    local = (np.cumsum(present) - 1)[parcel]
+    whole = np.bincount(local, minlength=len(parcels)) == np.diff(m.indptr)[parcels]
+    return _Window(ys, xs, parcels, local, row.astype(np.int32), col.astype(np.int32),
+                   m.data[sel], whole)
 
 
 def _plane(chunk) -> np.ndarray:
@@ -677,8 +697,8 @@ def _scheduler():
 
 def _window_jobs(cube: xr.Dataset, weights: PixelWeights, green: bool, dilation_px: int,
                  vegetated_ndvi: float, stats: tuple[str, ...]):
-    """The processing windows, the dask graph their tasks draw on, and a function making the
-    task of (window number, key of its plan, date).
+    """The weight entries split by processing window, the dask graph their tasks draw on, and
+    a function making the task of (window number, key of its plan, date).
 
     A cube whose source left a direct reader (LocalSource) is read straight from its files in
     the reader's windows, one task per window and date reading what it needs; any other cube
@@ -688,11 +708,11 @@ def _window_jobs(cube: xr.Dataset, weights: PixelWeights, green: bool, dilation_
     variables = ["red", "nir", "scl"] + (["green"] if green else [])
     reader = window_reader(cube, variables)
     if reader is not None:
-        windows = _windows(weights, *reader.window_edges())
+        split = _split_windows(weights, *reader.window_edges())
         one = partial(_direct_stats, geobox=weights.geobox, green=green,
                       dilation_px=dilation_px, vegetated_ndvi=vegetated_ndvi, stats=stats)
         reader_key = f"agri3s-reader-{uuid.uuid4().hex}"
-        return windows, {reader_key: reader}, lambda k, plan, t: (one, plan, reader_key, t)
+        return split, {reader_key: reader}, lambda k, plan, t: (one, plan, reader_key, t)
 
     window = {"time": 1, "y": DEFAULT_WINDOW_PX, "x": DEFAULT_WINDOW_PX}
     bands = {b: (cube[b] if cube[b].chunks is not None else cube[b].chunk(window)).data
@@ -700,7 +720,7 @@ def _window_jobs(cube: xr.Dataset, weights: PixelWeights, green: bool, dilation_
     chunks = bands["red"].chunks
     y_edges = np.concatenate([[0], np.cumsum(chunks[1])])
     x_edges = np.concatenate([[0], np.cumsum(chunks[2])])
-    windows = _windows(weights, y_edges, x_edges)
+    split = _split_windows(weights, y_edges, x_edges)
     for b in variables:
         if bands[b].chunks != chunks:
             bands[b] = bands[b].rechunk(chunks)
@@ -714,15 +734,13 @@ def _window_jobs(cube: xr.Dataset, weights: PixelWeights, green: bool, dilation_
                   stats=stats)
 
     def from_chunks(k, plan, t):
-        win = windows[k]
-        iy = int(np.searchsorted(y_edges, win.ys.start, side="right") - 1)
-        ix = int(np.searchsorted(x_edges, win.xs.start, side="right") - 1)
+        iy, ix = divmod(k, nx)
         scl = [[blocks["scl"][t, iy + dy, ix + dx].key
                 if 0 <= iy + dy < ny and 0 <= ix + dx < nx else None for dx in (-1, 0, 1)]
                for dy in (-1, 0, 1)]
         return (one, plan, blocks["red"][t, iy, ix].key, blocks["nir"][t, iy, ix].key,
                 blocks["green"][t, iy, ix].key if green else None, scl)
-    return windows, graph, from_chunks
+    return split, graph, from_chunks
 
 
 #: Per-date results held until their batch of dates is written out (bounds the batch size).
@@ -764,11 +782,13 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
     n, n_t = weights.matrix.shape[0], cube.sizes["time"]
     stats = tuple(dict.fromkeys((*stats, "clear_fraction", "n_pixels")))
     green = "water_fraction" in stats and "green" in cube
-    windows, graph, window_task = _window_jobs(cube, weights, green, dilation_px,
-                                               vegetated_ndvi, stats)
+    split, graph, window_task = _window_jobs(cube, weights, green, dilation_px, vegetated_ndvi,
+                                             stats)
     name = f"agri3s-series-{uuid.uuid4().hex}"
-    plans = [(f"{name}-plan", k) for k in range(len(windows))]
-    graph.update(zip(plans, windows))
+    windows = split.occupied
+    plans = [(f"{name}-plan", k) for k in windows]
+    graph[f"{name}-split"] = split
+    graph.update((plan, (_window_plan, f"{name}-split", k)) for plan, k in zip(plans, windows))
     get = _scheduler() or dask.base.get_scheduler() or dask.threaded.get
     out = {k: np.full((n, n_t), np.nan, np.float32) for k in STATS if k in stats}
     total = weights.weight_sum
@@ -781,9 +801,9 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
         dates = range(t0, min(t0 + batch, n_t))
         dsk, keys = dict(graph), [(f"{name}-date", t) for t in dates]
         for t, key in zip(dates, keys):
-            parts = [(name, k, t) for k in range(len(windows))]
+            parts = [(name, k, t) for k in windows]
             dsk.update((part, window_task(k, plan, t))
-                       for k, (part, plan) in enumerate(zip(parts, plans)))
+                       for k, part, plan in zip(windows, parts, plans))
             dsk[key] = (_combine_date, parts, plans, n)
         run = get
         if get is dask.threaded.get:  # a few tasks per hand-out: less scheduler traffic
