@@ -130,6 +130,34 @@ def test_inward_buffer_weights_equal_geos_buffer_weights():
     np.testing.assert_allclose(dense, _brute_fractions(geoms[3].buffer(-5.0), gb), atol=1e-9)
 
 
+@pytest.mark.parametrize("rule", ["coverage", "full_first", "centre"])
+def test_weights_do_not_depend_on_how_parcels_are_chunked(rule, monkeypatch):
+    """Weights run in thread chunks of parcels; chunks of 3 must give the one-chunk matrix
+    (rows in parcel order, per-parcel flags) for ordinary, tiny, empty and off-grid parcels."""
+    import dask
+
+    from agri_3s.timeseries import zonal
+
+    rng = np.random.default_rng(5)
+    geoms = [_random_quad(rng, 500000 + rng.uniform(40, 360), 4000000 - rng.uniform(40, 260),
+                          rng.uniform(6, 60)) for _ in range(11)]
+    geoms += [shapely.box(500203, 3999795, 500218, 3999781), shapely.Polygon(),
+              shapely.box(400000, 3000000, 400100, 3000100)]
+    gdf = gpd.GeoDataFrame({"parcel_id": [f"p{i}" for i in range(len(geoms))]},
+                           geometry=geoms, crs=32650)
+    with dask.config.set(num_workers=1):
+        one = pixel_weights(gdf, _grid(), rule=rule)
+    monkeypatch.setattr(zonal, "PARCELS_PER_CHUNK", 3)
+    with dask.config.set(num_workers=2):
+        chunked = pixel_weights(gdf, _grid(), rule=rule)
+    # (the column suffix sums run over a whole chunk: the last bits may differ)
+    np.testing.assert_allclose(chunked.matrix.toarray(), one.matrix.toarray(), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(np.diff(one.matrix.indptr), np.diff(chunked.matrix.indptr))
+    np.testing.assert_array_equal(one.full_pixels, chunked.full_pixels)
+    np.testing.assert_array_equal(one.pixel_rule, chunked.pixel_rule)
+    assert set(one.pixel_rule[-3:]) >= {"none"} and one.matrix[11].nnz > 0
+
+
 def test_tiny_parcel_falls_back_to_unbuffered_and_is_flagged():
     gb = _grid()
     tiny = shapely.box(500203, 3999795, 500218, 3999781)  # 15 m × 14 m: nothing left after −5 m
