@@ -790,6 +790,7 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
     windows = split.occupied
     plans = [(f"{name}-plan", k) for k in windows]
     graph[f"{name}-split"] = split
+    del split  # (the graph holds it until every window is planned)
     graph.update((plan, (_window_plan, f"{name}-split", k)) for plan, k in zip(plans, windows))
     get = _scheduler() or dask.base.get_scheduler() or dask.threaded.get
     # (time, parcel) while filling: each date writes contiguous rows
@@ -811,7 +812,13 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
         run = get
         if get is dask.threaded.get:  # a few tasks per hand-out: less scheduler traffic
             run = partial(get, chunksize=int(np.clip(len(dsk) // (8 * _local_workers()), 1, 8)))
-        for t, tot in zip(dates, run(cull(dsk, keys)[0], keys)):
+        # the first batch makes the plans; later batches take them as made, not anew
+        fetch = plans if t0 == 0 and batch < n_t else []
+        results = run(cull(dsk, keys + fetch)[0], keys + fetch)
+        if fetch:
+            graph.update(zip(plans, results[len(keys):]))
+            del graph[f"{name}-split"]  # every window is planned: the grouped entries can go
+        for t, tot in zip(dates, results):
             cw = tot.get("clear", np.zeros(n))  # no window at all: nothing is clear
             ok = cw >= min_clear_weight
             for k in out if ok.any() else ():
@@ -827,7 +834,7 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
         if progress:
             progress(dates.stop, n_t)
     return xr.Dataset(
-        {k: (("parcel", "time"), np.ascontiguousarray(v.T)) for k, v in out.items()},
+        {k: (("parcel", "time"), v.T) for k, v in out.items()},  # (a view: no copy)
         coords={"parcel_id": ("parcel", weights.parcel_id), "time": cube["time"].values,
                 "full_pixels": ("parcel", weights.full_pixels),
                 "weight_sum": ("parcel", total.astype(np.float32)),

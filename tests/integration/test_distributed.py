@@ -41,10 +41,13 @@ def test_local_cluster_equals_threaded_run(tmp_path):
         with dask_scheduler(cluster.scheduler_address) as client:
             assert len(client.scheduler_info()["workers"]) == 2
             on_cluster = parcel_series(cube, w)
+            # date by date: the windows planned in the first batch serve the later ones
+            by_date = parcel_series(cube, w, dates_per_batch=1)
     finally:
         cluster.close()
     for var in threaded.data_vars:
         np.testing.assert_array_equal(on_cluster[var].values, threaded[var].values, err_msg=var)
+        np.testing.assert_array_equal(by_date[var].values, threaded[var].values, err_msg=var)
     assert np.isfinite(threaded["ndvi_mean"].values).mean() > 0.3  # enough clear values to compare
 
 

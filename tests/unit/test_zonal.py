@@ -258,6 +258,35 @@ def test_results_do_not_depend_on_the_processing_windows():
     assert np.isfinite(whole["ndvi_p50"].values).sum() > 20
 
 
+def test_windows_are_planned_once_for_all_batches_of_dates(monkeypatch):
+    """A window's plan (its entries, sum matrix) is made once, not once per batch of dates."""
+    import dask.array as da
+
+    from agri_3s.timeseries import zonal
+
+    planned = []
+    real = zonal._window_plan
+    monkeypatch.setattr(zonal, "_window_plan", lambda split, k: planned.append(k) or real(split, k))
+    rng = np.random.default_rng(3)
+    gb = _grid()
+    red, nir, green, scl = _random_bands(rng, 5)
+    times = np.array([f"2025-01-0{d}" for d in range(1, 6)], "datetime64[ns]")
+    geoms = [_random_quad(rng, 500000 + rng.uniform(60, 340), 4000000 - rng.uniform(60, 240),
+                          rng.uniform(20, 70)) for _ in range(8)]
+    gdf = gpd.GeoDataFrame({"parcel_id": [f"p{i}" for i in range(8)]}, geometry=geoms, crs=32650)
+    w = pixel_weights(gdf, gb)
+    bands = {k: da.from_array(v, chunks=(1, 16, 16)) for k, v in
+             {"red": red, "nir": nir, "green": green, "scl": scl}.items()}
+    cube = cube_from_arrays(bands, times, gb)
+    at_once = parcel_series(cube, w)
+    n_windows = len(planned)
+    planned.clear()
+    in_batches = parcel_series(cube, w, dates_per_batch=2)  # 3 batches
+    assert sorted(planned) == sorted(set(planned)) and len(planned) == n_windows > 1
+    for var in at_once.data_vars:
+        np.testing.assert_array_equal(in_batches[var].values, at_once[var].values, err_msg=var)
+
+
 def test_statistics_subset_and_unknown_names():
     gb = _grid()
     cube = cube_from_arrays({"red": np.full((1, 30, 40), 0.1, "f4"),
