@@ -131,7 +131,9 @@ def grid_for(reference: Path, bounds: tuple[float, float, float, float], crs: ob
 
 
 _handles = threading.local()
-MAX_OPEN_PER_THREAD = 64
+#: parcel_series reads date by date, so a thread needs the files of about two solar days
+#: (tiles × bands); every open GeoTIFF holds its own decoding buffers.
+MAX_OPEN_PER_THREAD = 16
 #: GDAL's block cache defaults to 5 % of RAM (1.2 GB here); every window is read once, so a
 #: small cache does the same work without holding a gigabyte. An explicit GDAL_CACHEMAX wins.
 BLOCK_CACHE_BYTES = 128 * 1024 * 1024

@@ -471,8 +471,8 @@ class _Window:
 @dataclass(frozen=True)
 class _WindowSplit:
     """The weight entries grouped by processing window: each window's :class:`_Window` is made
-    from this by :func:`_window_plan` in a task of its own, so windows are planned in parallel
-    and the first reads need not wait for all of them."""
+    from this by :func:`_window_plan` in a task of its own, so windows are planned in
+    parallel."""
 
     weights: PixelWeights
     #: Window borders (grid rows, grid columns); windows are numbered row-major.
@@ -789,10 +789,15 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
     name = f"agri3s-series-{uuid.uuid4().hex}"
     windows = split.occupied
     plans = [(f"{name}-plan", k) for k in windows]
-    graph[f"{name}-split"] = split
-    del split  # (the graph holds it until every window is planned)
-    graph.update((plan, (_window_plan, f"{name}-split", k)) for plan, k in zip(plans, windows))
     get = _scheduler() or dask.base.get_scheduler() or dask.threaded.get
+    # every window planned first, in parallel; the dates then take the plans as values, so
+    # dask orders their reads date by date (with the plans as tasks it goes window by window,
+    # every thread cycling through every date's files: more open files, more memory)
+    planning = {f"{name}-split": split, **{plan: (_window_plan, f"{name}-split", k)
+                                            for plan, k in zip(plans, windows)}}
+    del split
+    graph.update(zip(plans, get(planning, plans)))
+    del planning  # (the grouped entries)
     # (time, parcel) while filling: each date writes contiguous rows
     out = {k: np.full((n_t, n), np.nan, np.float32) for k in STATS if k in stats}
     total = weights.weight_sum
@@ -812,12 +817,7 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
         run = get
         if get is dask.threaded.get:  # a few tasks per hand-out: less scheduler traffic
             run = partial(get, chunksize=int(np.clip(len(dsk) // (8 * _local_workers()), 1, 8)))
-        # the first batch makes the plans; later batches take them as made, not anew
-        fetch = plans if t0 == 0 and batch < n_t else []
-        results = run(cull(dsk, keys + fetch)[0], keys + fetch)
-        if fetch:
-            graph.update(zip(plans, results[len(keys):]))
-            del graph[f"{name}-split"]  # every window is planned: the grouped entries can go
+        results = run(cull(dsk, keys)[0], keys)
         for t, tot in zip(dates, results):
             cw = tot.get("clear", np.zeros(n))  # no window at all: nothing is clear
             ok = cw >= min_clear_weight

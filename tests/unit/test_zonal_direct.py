@@ -178,3 +178,34 @@ def test_clouded_windows_decode_no_reflectance(tmp_path):
         np.testing.assert_allclose(direct[k].values, truth[k].values, atol=1e-6, err_msg=k)
     assert np.isnan(direct["ndvi_mean"].values[:, 1]).all()
     assert (direct["clear_fraction"].values[:, 1] == 0).all()
+
+
+def test_direct_reads_go_date_by_date(archive):
+    """Each thread reads one date's windows before the next date's, so it keeps only about two
+    days' files open (window by window, every thread would cycle through every date's files)."""
+    import threading
+
+    import dask
+
+    parcels = _parcels(np.random.default_rng(6))
+    cube = LocalSource(archive, chunk_px=32).load((437045, 4141075, 437925, 4141935), 32650,
+                                                  dt.date(2025, 1, 1), dt.date(2025, 12, 31))
+    w = pixel_weights(parcels, cube.odc.geobox)
+    reader = window_reader(cube, ["red", "nir", "scl"])
+    dates_read: dict[int, list[int]] = {}
+    original = type(reader).read
+
+    def recording(self, variable, t, geobox):
+        dates_read.setdefault(threading.get_ident(), []).append(t)
+        return original(self, variable, t, geobox)
+
+    type(reader).read = recording
+    try:
+        with dask.config.set(scheduler="threads", num_workers=2):
+            parcel_series(cube, w, dilation_px=0)
+    finally:
+        type(reader).read = original
+    assert sum(len(ts) for ts in dates_read.values()) > 3 * 9  # ≥ 9 windows a date
+    for ts in dates_read.values():
+        switches = sum(a != b for a, b in zip(ts, ts[1:]))
+        assert switches <= len(set(ts)) - 1, ts
