@@ -773,6 +773,7 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
     import dask
     import dask.base
     import dask.threaded
+    from dask.delayed import Delayed
     from dask.optimization import cull
 
     unknown = set(stats) - set(STATS)
@@ -790,13 +791,14 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
     windows = split.occupied
     plans = [(f"{name}-plan", k) for k in windows]
     get = _scheduler() or dask.base.get_scheduler() or dask.threaded.get
-    # every window planned first, in parallel; the dates then take the plans as values, so
-    # dask orders their reads date by date (with the plans as tasks it goes window by window,
-    # every thread cycling through every date's files: more open files, more memory)
+    # every window planned first, in parallel, and kept where the reads run (in this process,
+    # or on a cluster's workers); with the plans made, dask orders the reads date by date (with
+    # them as tasks it goes window by window, every thread cycling through every date's files)
     planning = {f"{name}-split": split, **{plan: (_window_plan, f"{name}-split", k)
                                             for plan, k in zip(plans, windows)}}
     del split
-    graph.update(zip(plans, get(planning, plans)))
+    for made in dask.persist(*(Delayed(plan, planning) for plan in plans), scheduler=get):
+        graph.update(made.dask)  # {plan: the plan} or, on a cluster, {plan: its future}
     del planning  # (the grouped entries)
     # (time, parcel) while filling: each date writes contiguous rows
     out = {k: np.full((n_t, n), np.nan, np.float32) for k in STATS if k in stats}
