@@ -794,6 +794,9 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
     # every window planned first, in parallel, and kept where the reads run (in this process,
     # or on a cluster's workers); with the plans made, dask orders the reads date by date (with
     # them as tasks it goes window by window, every thread cycling through every date's files)
+    client = getattr(get, "__self__", None)  # a dask.distributed Client, if get is its get
+    if hasattr(client, "scatter"):  # the entries (all the weights) go to the workers directly,
+        split = client.scatter(split)  # not through the scheduler inside the graph
     planning = {f"{name}-split": split, **{plan: (_window_plan, f"{name}-split", k)
                                             for plan, k in zip(plans, windows)}}
     del split
