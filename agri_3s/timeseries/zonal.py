@@ -822,8 +822,7 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
         run = get
         if get is dask.threaded.get:  # a few tasks per hand-out: less scheduler traffic
             run = partial(get, chunksize=int(np.clip(len(dsk) // (8 * _local_workers()), 1, 8)))
-        results = run(cull(dsk, keys)[0], keys)
-        for t, tot in zip(dates, results):
+        for t, tot in zip(dates, run(cull(dsk, keys)[0], keys)):
             cw = tot.get("clear", np.zeros(n))  # no window at all: nothing is clear
             ok = cw >= min_clear_weight
             for k in out if ok.any() else ():
