@@ -73,7 +73,7 @@ def sample_data(out_dir: Path | None = typer.Option(None, "--out",
 
 
 @app.command()
-def underwrite(parcels: Path, imagery: str = typer.Option(..., help=IMAGERY_HELP),
+def underwrite(parcels: Path, imagery: str | None = typer.Option(None, help=IMAGERY_HELP),
                season: str = typer.Option(..., help="START/END, e.g. 2024-10-01/2025-06-15"),
                out_dir: Path = typer.Option(Path("maps/underwrite"), "--out"),
                calendar: Path | None = typer.Option(None, help="crop calendar TOML"),
@@ -84,14 +84,32 @@ def underwrite(parcels: Path, imagery: str = typer.Option(..., help=IMAGERY_HELP
                pool_units: bool = typer.Option(
                    False, help="judge plots too small to measure with the same household's "
                                "adjacent plots of the same crop (连片)"),
-               scheduler: str | None = typer.Option(None, help=SCHEDULER_HELP)):
+               scheduler: str | None = typer.Option(None, help=SCHEDULER_HELP),
+               crop_model: str = typer.Option(
+                   "auto", help="auto: learn the crops from this batch's declarations "
+                                "(cross-fitted); none: rules only; or a model file saved "
+                                "with --save-crop-model"),
+               save_crop_model: Path | None = typer.Option(
+                   None, help="save the crop model learnt from this batch (apply it to "
+                              "another batch with --crop-model FILE)"),
+               calibration: Path | None = typer.Option(
+                   None, help="confidence calibration table from `agri3s evaluate "
+                              "--fit-calibration`"),
+               series: Path | None = typer.Option(
+                   None, help="a parcel series already made (NetCDF, e.g. series.nc) "
+                              "instead of --imagery")):
     """Underwriting verification: a green / yellow / red verdict per parcel."""
     from .pipeline import underwrite as run
 
+    if imagery is None and series is None:
+        raise InputError("give --imagery (or a parcel series with --series).",
+                         source="agri3s underwrite", fix=f"--imagery {IMAGERY_HELP}")
+    model = None if crop_model == "none" else crop_model
     with _progress() as report:
         result = run(parcels, imagery, season, out=out_dir, calendar=calendar, region=region,
                      crs=crs, include_pii=include_pii, lang=lang, pool_units=pool_units,
-                     scheduler=scheduler, progress=report)
+                     scheduler=scheduler, crop_model=model, save_crop_model=save_crop_model,
+                     calibration=calibration, series=series, progress=report)
     out.print(f"verdicts: {result.table['status'].value_counts().to_dict()}")
     _written(result.files)
 
@@ -133,6 +151,32 @@ def map_cmd(results: list[Path], out_file: Path = typer.Option(Path("maps/map.ht
 
     path = map_results(results, out_file, lang=lang, show_pii=show_pii, photos=photos)
     out.print(f"map: {path}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(result: Path, truth: Path,
+                 out_dir: Path | None = typer.Option(
+                     None, "--out", help="write evaluation.json, confusion.csv, summary.csv, "
+                                         "reliability.csv here"),
+                 by: str = typer.Option("crop", help="group figures by this result column; "
+                                                     "'none' for overall figures only")):
+    """Back-test verdicts or claims against field inspections (验标 / 查勘 results)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .decisions.evaluate import evaluate, report_tables
+
+    report = evaluate(result, truth, out=out_dir, by=None if by.lower() == "none" else by)
+    out.print(f"[bold]{report['kind']}[/bold] of {escape(report['inputs']['result']['path'])} "
+              f"against {escape(str(truth))} ({report['n']} parcels evaluated)")
+    for title, frame in report_tables(report).items():
+        table = Table(title=title, title_justify="left")
+        for col in frame.columns:
+            table.add_column(str(col))
+        for row in frame.itertuples(index=False):
+            table.add_row(*(escape(str(v)) for v in row))  # parcel ids are user text
+        out.print(table)
+    _written(report.get("files", {}))
 
 
 @app.command()

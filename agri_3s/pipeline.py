@@ -19,6 +19,7 @@ import xarray as xr
 
 from .crs import metric_crs
 from .decisions.calendar import load_calendars
+from .decisions.confidence import calibration_source
 from .decisions.indemnity import PolicyTerms, claims_table
 from .decisions.loss import Event, LossParams, estimate_losses, load_event, post_windows
 from .decisions.planting import LOOKBACK, PlantingRules, verify_planting
@@ -31,6 +32,7 @@ from .parcels.units import spread_unit_results
 from .parcels.validate import validate_parcels
 from .sources.base import ImagerySource
 from .sources.local import LocalSource
+from .timeseries.screening import ScreenRules, screen_looks
 from .timeseries.zonal import parcel_series, pixel_weights
 from .tomlfile import read_toml
 from .types import Season
@@ -157,12 +159,19 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
                crs: object = None, region: str | None = None, include_pii: bool = False,
                formats: tuple[str, ...] = (".csv", ".geojson"), lang: str = "zh",
                pool_units: bool = False, scheduler: str | None = None,
+               crop_model: str | Path | None = "auto", save_crop_model: str | Path | None = None,
+               calibration: str | Path | None = None, series: str | Path | None = None,
                progress: Progress | None = None) -> RunResult:
     """Underwriting verification: a verdict per parcel for one season.
 
     ``pool_units``: plots too small to measure alone are judged together with the adjacent
     plots of the same household and crop (连片 monitoring units); every original parcel gets
     its unit's verdict, with ``unit_id`` and the reason ``POOLED_UNIT``.
+    ``crop_model``: ``"auto"`` learns the crops from this batch's declarations (cross-fitted),
+    a path applies a model saved by an earlier run (``save_crop_model``), None: rules only.
+    ``calibration``: a confidence calibration table (``agri3s evaluate --fit-calibration``).
+    ``series``: a parcel series already made (NetCDF, e.g. a run's ``series.nc`` or Sentinel
+    Hub Statistical API results) instead of ``imagery`` (then None).
 
     Examples
     --------
@@ -173,15 +182,23 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
     season = Season.parse(season) if isinstance(season, str) else season
     out = Path(out)
     gdf = load_parcels(parcels, crs)
-    source = open_source(imagery)
     calendars = load_calendars(calendar)
     judged = gdf
     if pool_units:
         with_units, judged = pool(gdf[gdf["validity"] != "rejected"])
         judged = validate_parcels(judged)
-    series = compute_series(judged, source, season.start - LOOKBACK, season.end, progress,
-                            scheduler)
-    verdicts = verify_planting(series, judged, calendars, season, rules, region=region)
+    given, source = series, None
+    if given is not None:
+        series = _read_series(given)
+    else:
+        source = open_source(imagery)
+        series = compute_series(judged, source, season.start - LOOKBACK, season.end, progress,
+                                scheduler)
+    series = screen_looks(series, ScreenRules(min_clear_fraction=rules.min_clear_fraction))
+    model_report: dict = {}
+    verdicts = verify_planting(series, judged, calendars, season, rules, region=region,
+                               crop_model=crop_model, save_crop_model=save_crop_model,
+                               calibration=calibration, model_report=model_report)
     if pool_units:
         verdicts = _spread_to_parcels(verdicts, with_units, gdf, series, calendars, season,
                                       rules)
@@ -195,10 +212,16 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
     files["map.html"] = _map(out / "map.html", table, verdicts=verdicts, series=series, lang=lang,
                              show_pii=include_pii)
     files["run.json"] = write_manifest(
-        out, job="underwrite", inputs=_inputs(parcels, calendar),
+        out, job="underwrite", inputs=_inputs(parcels, calendar, series=given if source is None
+                                              else None, crop_model=crop_model,
+                                              calibration=calibration),
         parameters={"season": str(season), "rules": _asdict(rules), "region": region,
-                    "pixel_rule": series.attrs["pixel_rule"]},
-        imagery={**source.describe(), "dates": _dates(series)}, outputs=files, started=started)
+                    "pixel_rule": series.attrs.get("pixel_rule", ""),
+                    "looks_dropped": series.attrs.get("looks_dropped", ""),
+                    "crop_model": model_report,
+                    "confidence_calibration": calibration_source(calibration)},
+        imagery={**(source.describe() if source else {"series": str(given)}),
+                 "dates": _dates(series)}, outputs=files, started=started)
     return RunResult(out, files, table, series)
 
 
@@ -308,7 +331,8 @@ def _dates(series: xr.Dataset) -> list[str]:
     return [str(t)[:10] for t in series["time"].values]
 
 
-def _inputs(parcels, calendar=None, event=None) -> dict:
+def _inputs(parcels, calendar=None, event=None, **more) -> dict:
+    """The input files of a run (``more``: other named files; non-paths are left out)."""
     files = {}
     if isinstance(parcels, (str, Path)):
         files["parcels"] = parcels
@@ -316,7 +340,26 @@ def _inputs(parcels, calendar=None, event=None) -> dict:
         files["calendar"] = calendar
     if event:
         files["event"] = event
+    files.update({k: v for k, v in more.items()
+                  if isinstance(v, (str, Path)) and Path(v).is_file()})
     return files
+
+
+def _read_series(path: str | Path | xr.Dataset) -> xr.Dataset:
+    """A parcel series from a NetCDF file (its contract: dims parcel, time; ``parcel_id``)."""
+    if isinstance(path, xr.Dataset):
+        return path
+    try:
+        series = xr.load_dataset(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the parcel series ({exc}).", source=path,
+                         fix="pass a NetCDF parcel series (e.g. a run's series.nc)") from exc
+    missing = [v for v in ("ndvi_mean", "clear_fraction", "parcel_id") if v not in series]
+    if missing or set(series["ndvi_mean"].dims) != {"parcel", "time"}:
+        raise InputError(f"not a parcel series (missing {', '.join(missing) or 'dims'}).",
+                         source=path, fix="it needs ndvi_mean and clear_fraction over "
+                                          "(parcel, time) and a parcel_id coordinate")
+    return series
 
 
 # --- job files ---------------------------------------------------------------------------
@@ -332,6 +375,13 @@ def _resolve(value: str, base: Path) -> str:
         return prefix + str(ensure_sample().root / value[len("sample:"):])
     path = Path(value)
     return prefix + str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _model_option(value, base: Path):
+    """A job file's ``crop_model``: "auto", "none" / false (rules only) or a model file."""
+    if value in (False, None, "none", ""):
+        return None
+    return "auto" if value == "auto" else _resolve(str(value), base)
 
 
 def run_job(path: str | Path, progress: Progress | None = None) -> RunResult:
@@ -356,7 +406,12 @@ def run_job(path: str | Path, progress: Progress | None = None) -> RunResult:
                 raise InputError("an underwrite job needs season = \"START/END\".", source=path)
             return underwrite(parcels, imagery, job["season"], region=job.get("region"),
                               rules=PlantingRules(**job.get("rules", {})),
-                              pool_units=bool(job.get("pool_units", False)), **common)
+                              pool_units=bool(job.get("pool_units", False)),
+                              crop_model=_model_option(job.get("crop_model", "auto"), base),
+                              save_crop_model=_resolve(job["save_crop_model"], base)
+                              if job.get("save_crop_model") else None,
+                              calibration=_resolve(job["calibration"], base)
+                              if job.get("calibration") else None, **common)
         if "event" not in job:
             raise InputError("an assess job needs event = \"EVENT.toml\".", source=path)
         return assess(parcels, imagery, _resolve(job["event"], base),

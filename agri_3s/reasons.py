@@ -27,6 +27,40 @@ REASONS: dict[str, tuple[str, str]] = {
                            "{p75:.2f} < {min:.2f}): check for damage or poor growth"),
     "NO_EMERGENCE": ("出苗期未观测到出苗", "no emergence seen in the emergence window"),
     "LATE_EMERGENCE": ("出苗偏晚（{date}）", "late emergence ({date})"),
+    "NEAR_THRESHOLD": ("{what} {value:.2f} 接近判定阈值 {threshold:.2f}，需人工复核",
+                       "{what} {value:.2f} is too close to the threshold {threshold:.2f} to "
+                       "decide: review"),
+    "NO_SEEDBED": ("播种期有晴空观测但未见裸土苗床（最低NDVI {ndvi:.2f}）：杂草、草地或已有作物，需复核",
+                   "the sowing window was seen but never bare (lowest NDVI {ndvi:.2f}): weeds, "
+                   "grass or a crop already there — review"),
+    "NO_HARVEST": ("收获期内未降至收获后茬地水平（最低NDVI {ndvi:.2f}），未见收获：多年生植被或其他作物，需复核",
+                   "never back near stubble in the harvest window (lowest NDVI {ndvi:.2f}): no "
+                   "harvest seen — a perennial or another crop, review"),
+    "CANOPY_LOST": ("{date} 冠层已退至裸土（早于收获期）：覆盖作物翻耕、提前收获或受灾，需复核",
+                    "canopy back to bare soil on {date}, before the harvest window: a cover "
+                    "crop ploughed in, an earlier harvest, or damage — review"),
+    "NO_SEASONAL_RISE": ("冠层仅比季内最低值高 {rise:.2f}（作物至少 {min:.2f}）：草地或多年生植被，需复核",
+                         "the canopy rises only {rise:.2f} above the season's lowest look (a crop "
+                         "rises at least {min:.2f}): grass or a perennial — review"),
+    "PERMANENT_VEGETATION": ("既无裸土苗床/返青上升，也无收获：草地、多年生植被或林地，非申报作物",
+                             "neither a bare seedbed (or a rise from the winter) nor a harvest: "
+                             "a meadow, a perennial or woodland, not the declared crop"),
+    "SOWN_IN_PEAK": ("{date} 峰值期内仍为裸土，冠层出现在其后：为之后播种的作物，非申报作物",
+                     "bare soil on {date} inside the peak window, the canopy only after it: a crop "
+                     "sown later, not the declared one"),
+    "SOWING_UNOBSERVED": ("播种期（{start} 至 {end}）无晴空观测：播种证据缺失，依其他时期判定",
+                          "no clear look in the sowing window ({start} to {end}): sowing not "
+                          "observed, judged on the windows that were"),
+    "HARVEST_UNOBSERVED": ("收获期无晴空观测（或在影像期之外）", "no clear look in the harvest "
+                           "window (or it lies outside the imagery)"),
+    "CROP_MODEL_MISMATCH": ("作物模型判为 {crop}（申报作物概率仅 {p:.0%}）",
+                            "the crop model sees {crop} here (declared crop only {p:.0%} likely)"),
+    "CROP_MODEL_DOUBT": ("作物模型对申报作物存疑（概率 {p:.0%}，最可能为 {crop}），需复核",
+                         "the crop model doubts the declared crop ({p:.0%} likely; most likely "
+                         "{crop}): review"),
+    "CROP_MODEL_CONFIRMS": ("作物模型确认申报作物（概率 {p:.0%}）",
+                            "the crop model confirms the declared crop ({p:.0%} likely)"),
+    "CROP_MODEL_UNAVAILABLE": ("未使用作物模型：{why}", "crop model not used: {why}"),
     "SMALL_PARCEL": ("地块过小（仅 {n:.1f} 个像元当量），遥感结果仅供参考",
                      "parcel too small to judge reliably ({n:.1f} pixel-equivalents measured)"),
     "FEW_CLEAR_OBS": ("季内晴空观测仅 {n} 次", "only {n} clear observations in the season"),

@@ -1,51 +1,73 @@
 """Underwriting verification: was the declared crop planted on the declared area this season?
 
-Rules (each with a reason code, see :mod:`.reasons`), applied to the parcel's clear observations
-(``clear_fraction ≥ min_clear_fraction``) inside the season:
+Evidence, all from clear looks (the series' ``look_flag == 0``) in the windows of the declared
+crop's calendar (:mod:`.evidence`), plus — when the batch allows — a crop model trained on the
+batch's own declarations (:mod:`.crop_model`):
 
-* **red** — no crop canopy between emergence and the end of the peak window (NDVI p75 below
-  the crop's ``peak_ndvi_min``; p75 so a half-planted parcel reads as partial, not as
-  unplanted);
-  vegetation already present through the sowing window (another crop / perennial); or a canopy
-  only outside the peak window (another crop's timing); or less than ``red_planted_fraction``
-  of the parcel planted.
-* **yellow** — partly planted (``planted_fraction`` below ``yellow_planted_fraction``); measured
-  planted area short of the declared area beyond ``area_tolerance``; no or late emergence; the
-  parcel is too small to judge (fewer than ``min_pixel_equivalents`` pixels measured).
-* **green** — none of the above.
-* **no_data** — no pixels, too few clear observations, or none in the peak window.
-* **invalid** — the parcel's geometry or attributes were rejected on input.
+* **canopy** in the peak window at the crop's level (NDVI p75 ≥ ``peak_ndvi_min``; p75 so a
+  half-planted parcel reads as partial, not unplanted) — none: ``NOT_PLANTED``, or
+  ``CROP_MISMATCH_TIMING`` when it comes only after the peak window;
+* a **bare seedbed** in the sowing window and emergence after it — green all through sowing:
+  ``CROP_MISMATCH_SOWING``; an earlier rise: ``EMERGED_BEFORE_SOWING``; never bare:
+  ``NO_SEEDBED`` (a weedy seedbed, a meadow, a crop already there: review); with the sowing
+  unobserved, a canopy that barely rises above the season's lowest look is
+  ``NO_SEASONAL_RISE`` (a meadow or a perennial: review);
+* bare soil **inside the peak window** with the canopy only after it: a crop sown then, not the
+  declared one (``SOWN_IN_PEAK``);
+* the **harvest**: never back near stubble through the harvest window is ``NO_HARVEST`` (review); a
+  canopy gone back to soil before the harvest window is ``CANOPY_LOST`` (a cover crop ploughed
+  in, an earlier crop harvested, or damage: review);
+* planted share and area: ``PARTIAL_PLANTING``, ``AREA_SHORTFALL``; ``SMALL_PARCEL``.
+
+A window without a clear look is **unobserved** (``SOWING_UNOBSERVED``, ``HARVEST_UNOBSERVED``):
+its rules are not applied, and the verdict rests on the windows that were seen. No threshold is
+a cliff: a value within ``ndvi_margin`` of a threshold sends the parcel to review
+(``NEAR_THRESHOLD``) rather than flipping green to red. The crop model's probability of the
+declared crop confirms or overrules the soft rules (``decided_by``), and ``confidence`` is the
+calibrated probability that the verdict is right (:mod:`.confidence`).
+
+Statuses: ``green`` accepted; ``yellow`` review; ``red`` rejected; ``no_data`` no pixels, too
+few clear looks, or none in the peak window; ``invalid`` rejected on input.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..reasons import join_reasons, reason
+from ..reasons import REASONS
+from ..timeseries.screening import clear_looks
 from ..types import Season
-from .calendar import CropCalendar, calendar_for
+from . import evidence as ev
+from .calendar import calendar_for
+from .confidence import verdict_confidence
+from .evidence import LOOKBACK  # noqa: F401  (the pipeline reads the series from here)
+from .reason_arrays import add_reason, empty_reasons
 
-#: How far before the season the decision looks: the previous crop or a bare seedbed before
-#: sowing is part of the evidence. The series must cover it (the pipeline reads it).
-LOOKBACK = dt.timedelta(days=30)
+COLUMNS = ["parcel_id", "policy_id", "crop", "status", "reasons", "reasons_zh", "reasons_en",
+           "planted_fraction", "emergence_date", "peak_ndvi", "peak_date", "measured_area_mu",
+           "declared_area_mu", "parcel_area_mu", "area_ratio", "clear_observations",
+           "unobserved", "full_pixels", "pixel_rule", "crop_model_p_declared",
+           "crop_model_crop", "decided_by", "p_declared", "confidence"]
 
 
 @dataclass(frozen=True)
 class PlantingRules:
     """Thresholds of the planting verdict (all overridable in a job file's ``[rules]``)."""
 
+    #: Share of the parcel's weight that must be clear for a look to count.
     min_clear_fraction: float = 0.6
     #: Fewer clear observations in the season → ``no_data``.
     min_observations: int = 5
     #: Highest NDVI that still counts as bare soil / stubble.
     bare_ndvi_max: float = 0.30
-    #: NDVI that marks emergence (first clear observation at or above it after sowing).
+    #: Emergence: the first look after the seedbed's minimum at least this far above it …
+    emergence_rise: float = 0.08
+    #: … and at least this NDVI (weeds on a seedbed rise a few hundredths, a crop more).
     emergence_ndvi: float = 0.30
     late_emergence_days: int = 20
     yellow_planted_fraction: float = 0.8
@@ -59,163 +81,85 @@ class PlantingRules:
     #: How far the canopy level (against healthy same-crop parcels) must fall below the share
     #: of vegetated pixels before it is taken as the planted share instead.
     cover_disagreement: float = 0.25
+    #: NDVI within this of a threshold: review instead of a verdict.
+    ndvi_margin: float = 0.05
+    #: Days within which a date rule (emergence before sowing) is too close to call
+    #: (about one revisit).
+    day_margin: int = 7
+    #: Without a seedbed seen, the canopy must rise this much above the season's lowest look.
+    min_season_rise: float = 0.2
+    #: A canopy back to soil this many days before the harvest window is "lost".
+    lost_before_harvest_days: int = 10
+    #: Crop model: at or above, the declared crop is confirmed (a soft review becomes green) …
+    model_confirms: float = 0.8
+    #: … below, the declaration is doubted (green becomes review) …
+    model_doubts: float = 0.4
+    #: … and below this, with another crop likelier, it is rejected.
+    model_rejects: float = 0.15
 
 
-def _dates(times) -> np.ndarray:
-    return np.asarray(times, dtype="datetime64[D]")
+#: Reasons that say the parcel needs a look but not that another crop is there: the crop model
+#: may settle them either way.
+SOFT_REVIEW = {"NEAR_THRESHOLD", "NO_SEEDBED", "NO_HARVEST", "CANOPY_LOST", "NO_EMERGENCE",
+               "NO_SEASONAL_RISE"}
+#: Red reasons about the crop's timing, which a confident crop model can send to review.
+SOFT_RED = {"CROP_MISMATCH_SOWING", "EMERGED_BEFORE_SOWING", "CROP_MISMATCH_TIMING",
+            "SOWN_IN_PEAK", "PERMANENT_VEGETATION"}
 
 
-def _in(d: np.ndarray, window: tuple[dt.date, dt.date]) -> np.ndarray:
-    return (d >= np.datetime64(window[0])) & (d <= np.datetime64(window[1]))
+class _Reasons:
+    """The rules that fired, for many parcels at once: one rule fires on a mask of parcels
+    with its values as arrays (texts are made once per distinct value, see reason_arrays)."""
+
+    def __init__(self, n: int):
+        self.items: list[tuple[str, str, np.ndarray, dict]] = []  # (code, kind, mask, values)
+        self.n = n
+
+    def add(self, code: str, kind: str, mask: np.ndarray, **values) -> None:
+        mask = np.asarray(mask, bool)
+        if mask.any():
+            self.items.append((code, kind, mask, values))
+
+    def fired(self, kind: str | None = None, codes: set[str] | None = None) -> np.ndarray:
+        out = np.zeros(self.n, bool)
+        for code, k, mask, _ in self.items:
+            if (kind is None or k == kind) and (codes is None or code in codes):
+                out |= mask
+        return out
+
+    def columns(self, order: tuple[str, ...] = ("red", "yellow", "info")) -> dict:
+        """The reason columns, red reasons first, then yellow, then information."""
+        cols = empty_reasons(self.n)
+        for kind in order:
+            for code, k, mask, values in self.items:
+                if k == kind:
+                    add_reason(cols, code, mask, **values)
+        return cols
 
 
-def _verdict_row(obs: pd.DataFrame, cal: CropCalendar, season: Season, rules: PlantingRules,
-                 area_mu: float, declared_mu: float, pixel_equivalents: float,
-                 full_pixels: int) -> dict:
-    """Verdict for one parcel from its clear observations (columns time, mean, p75, veg and
-    ``cover``: the canopy level relative to healthy same-crop parcels, NaN when unknown)."""
-    d = _dates(obs["time"])
-    row: dict = {"clear_observations": len(obs)}
-    peak_w = cal.peak.within(season)
-    peak_obs = obs[_in(d, peak_w)]
-    if len(obs) < rules.min_observations:
-        return {**row, "status": "no_data", **join_reasons([reason("FEW_CLEAR_OBS", n=len(obs))])}
-    if peak_obs.empty:
-        return {**row, "status": "no_data", **join_reasons([reason("NO_PEAK_OBS")])}
-
-    best = peak_obs.loc[peak_obs["mean"].idxmax()]
-    sow = cal.sowing.within(season)
-    emerg_w = cal.emergence.within(season)
-    # canopy and planted share: from emergence to the end of the peak window, so a disaster
-    # after canopy closure (a flood, hail) does not make a planted field look unplanted
-    grown = obs[_in(d, (emerg_w[0], peak_w[1]))]
-    canopy_p75 = float(grown["p75"].max())
-    # planted share: the share of vegetated pixels — unless the canopy level against healthy
-    # same-crop parcels says far less: narrow strips planted lengthwise have only mixed pixels,
-    # which all look vegetated. (Edge contamination alone lowers that level by up to ~0.2.)
-    planted_fraction = float(grown["veg"].max())
-    if grown["cover"].notna().any():
-        level = float(grown["cover"].max())
-        if level < planted_fraction - rules.cover_disagreement:
-            planted_fraction = level
-    measured = area_mu * planted_fraction
-    ratio = measured / declared_mu if declared_mu and declared_mu > 0 else np.nan
-    # emergence: the first rise after the seedbed's bare-soil minimum (a cover crop or the
-    # previous crop may be green earlier in the sowing window)
-    seedbed = obs[_in(d, (sow[0] - dt.timedelta(days=15), emerg_w[1]))]
-    after = np.datetime64(sow[0])
-    if len(seedbed) and seedbed["mean"].min() <= rules.bare_ndvi_max:
-        after = seedbed.loc[seedbed["mean"].idxmin(), "time"]
-    risen = obs[(obs["time"] >= after) & (d <= np.datetime64(peak_w[1]))
-                & (obs["mean"] >= rules.emergence_ndvi)]
-    emergence = pd.Timestamp(risen["time"].iloc[0]).date() if len(risen) else None
-    row.update(planted_fraction=planted_fraction, emergence_date=emergence,
-               peak_ndvi=float(best["mean"]), peak_date=pd.Timestamp(best["time"]).date(),
-               measured_area_mu=measured, area_ratio=ratio)
-
-    red, yellow, info = [], [], []
-    dense = (rules.bare_ndvi_max + cal.peak_ndvi_min) / 2
-    if _green_through_sowing(obs, d, seedbed, sow, emerg_w, dense, rules):
-        red.append(reason("CROP_MISMATCH_SOWING", ndvi=float(seedbed["mean"].min())))
-    elif emergence is not None and emergence < sow[0]:
-        red.append(reason("EMERGED_BEFORE_SOWING", date=str(emergence), start=str(sow[0])))
-    elif (canopy_p75 < cal.peak_ndvi_min and emergence is not None
-          and emergence <= emerg_w[1] + dt.timedelta(days=rules.late_emergence_days)
-          and canopy_p75 >= dense):
-        # it came up in time but never reached a full canopy: planted, then lost or stunted
-        yellow.append(reason("CANOPY_NOT_REACHED", p75=canopy_p75, min=cal.peak_ndvi_min))
-    elif canopy_p75 < cal.peak_ndvi_min:
-        late = obs[(d > np.datetime64(peak_w[1])) & (obs["p75"] >= cal.peak_ndvi_min)]
-        if len(late):
-            red.append(reason("CROP_MISMATCH_TIMING",
-                              date=str(pd.Timestamp(late["time"].iloc[0]).date())))
-        else:
-            red.append(reason("NOT_PLANTED", p75=canopy_p75, min=cal.peak_ndvi_min))
-    elif planted_fraction < rules.red_planted_fraction:
-        red.append(reason("PARTIAL_PLANTING", pct=planted_fraction))
-    elif planted_fraction < rules.yellow_planted_fraction:
-        yellow.append(reason("PARTIAL_PLANTING", pct=planted_fraction))
-    if not red and not yellow:
-        if emergence is None:
-            yellow.append(reason("NO_EMERGENCE"))
-        elif emergence > emerg_w[1] + dt.timedelta(days=rules.late_emergence_days):
-            yellow.append(reason("LATE_EMERGENCE", date=str(emergence)))
-    if np.isfinite(ratio) and ratio < 1 - rules.area_tolerance:
-        yellow.append(reason("AREA_SHORTFALL", measured=measured, declared=declared_mu,
-                             ratio=ratio))
-    elif np.isfinite(ratio) and ratio > 1 + rules.area_tolerance:
-        info.append(reason("AREA_EXCESS", measured=measured, declared=declared_mu))
-    if pixel_equivalents < rules.min_pixel_equivalents:
-        yellow.append(reason("SMALL_PARCEL", n=pixel_equivalents))
-    status = "red" if red else "yellow" if yellow else "green"
-    reasons = red + yellow + info or [reason("PLANTED")]
-    # confidence: enough clear looks (season and peak), enough pixels measured, a clear margin
-    margin = min(1.0, abs(canopy_p75 - cal.peak_ndvi_min) / 0.1)
-    confidence = (min(1.0, len(obs) / 10) * min(1.0, len(peak_obs) / 3)
-                  * min(1.0, pixel_equivalents / 8) * (0.5 + 0.5 * margin))
-    return {**row, "status": status, "confidence": round(confidence, 2), **join_reasons(reasons)}
-
-
-def _green_through_sowing(obs, d, seedbed, sow, emerg_w, dense_ndvi: float,
-                          rules: PlantingRules) -> bool:
-    """True when the parcel was already green when the declared crop should have been sown.
-
-    A bare seedbed (NDVI ≤ ``bare_ndvi_max``) among the ``seedbed`` looks (15 days before
-    sowing to the end of emergence) clears the parcel. If none was seen, it was green through sowing when
-    (a) a dense canopy (NDVI > ``dense_ndvi``) covered every look inside the sowing window — a
-    meadow or perennial — or (b) its NDVI only rose from a month before the sowing window on —
-    a crop sown earlier. A previous crop still senescing in the window fits neither (its NDVI
-    falls, and clouds may hide the bare soil after its harvest).
-    """
-    if len(seedbed) == 0 or (seedbed["mean"] <= rules.bare_ndvi_max).any():
-        return False
-    in_window = obs[_in(d, sow)]["mean"].to_numpy()
-    if len(in_window) >= 2 and in_window.min() > dense_ndvi:
-        return True
-    context = obs[_in(d, (sow[0] - LOOKBACK, emerg_w[1]))]["mean"].to_numpy()
-    return len(context) >= 3 and bool(np.all(np.diff(context) >= -0.03))
-
-
-def _canopy_reference(series: xr.Dataset, parcels: pd.DataFrame, clear: np.ndarray,
-                      rules: PlantingRules) -> np.ndarray:
-    """Per parcel and date, its canopy relative to healthy parcels of the same declared crop:
-    ``(NDVI − soil) / (p90 of the crop's parcels − soil)`` (NaN with < 10 such parcels).
-
-    Soil is the batch's 5th percentile of clear NDVI (every season has bare soil somewhere)."""
-    mean = np.where(clear, series["ndvi_mean"].values, np.nan)
-    cover = np.full(mean.shape, np.nan)
-    if not np.isfinite(mean).any():
-        return cover
-    soil = float(np.nanpercentile(mean, 5))
-    row = {pid: i for i, pid in enumerate(series["parcel_id"].values)}
-    crops = pd.Series([None] * len(row), dtype=object)
-    for rec in parcels.itertuples(index=False):
-        if str(rec.parcel_id) in row:
-            crops[row[str(rec.parcel_id)]] = rec.crop
-    for crop in crops.dropna().unique():
-        members = np.flatnonzero((crops == crop).to_numpy())
-        if len(members) < 10:
-            continue
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-cloudy dates
-            full = np.nanpercentile(mean[members], 90, axis=0)
-            cover[members] = (mean[members] - soil) / (full - soil)
-        cover[np.ix_(members, np.flatnonzero(~(full - soil > 0.2)))] = np.nan  # no canopy yet
-    return np.clip(cover, 0.0, 1.0)
+def _dates(day: np.ndarray, origin: np.datetime64) -> np.ndarray:
+    return np.asarray(ev.to_dates(origin, day), dtype=object)
 
 
 def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, season: Season,
-                    rules: PlantingRules = PlantingRules(), *, region: str | None = None
-                    ) -> pd.DataFrame:
+                    rules: PlantingRules = PlantingRules(), *, region: str | None = None,
+                    crop_model=None, save_crop_model=None, calibration=None,
+                    model_report: dict | None = None) -> pd.DataFrame:
     """One verdict per parcel (every input parcel appears, in input order).
 
     Parameters
     ----------
-    series : parcel-series Dataset (dims parcel, time) covering the season.
+    series : parcel-series Dataset (dims parcel, time) covering the season and ``LOOKBACK``
+        before it; screened looks (``look_flag``) are used if present, else it is screened here.
     parcels : table with ``parcel_id``, ``crop``, ``declared_area_mu``, ``area_mu`` (measured
         polygon area) and, from validation, ``validity`` (ok|repaired|rejected) and
         ``validity_reasons``.
     calendars : from :func:`~agri_3s.decisions.calendar.load_calendars`.
+    crop_model : ``"auto"`` (train on this batch's declarations, cross-fitted), a fitted
+        :class:`~agri_3s.decisions.crop_model.CropModel` or its file, or None (rules only).
+    save_crop_model : with ``"auto"``, also fit one model on the whole batch and save it here.
+    calibration : a confidence calibration table (default: the built-in one).
+    model_report : a dict that receives what the crop model did (for ``run.json``).
 
     Examples
     --------
@@ -224,42 +168,250 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     >>> verdicts["status"].value_counts()                                # doctest: +SKIP
     """
     s = series.sel(time=slice(np.datetime64(season.start - LOOKBACK), np.datetime64(season.end)))
-    index = {pid: i for i, pid in enumerate(s["parcel_id"].values)}
-    mean, p75, veg = (s[v].values for v in ("ndvi_mean", "ndvi_p75", "vegetated_fraction"))
-    clear = s["clear_fraction"].values
-    ok_all = (clear >= rules.min_clear_fraction) & np.isfinite(mean)
-    cover = _canopy_reference(s, parcels, ok_all, rules)
+    n = len(parcels)
+    ids = parcels["parcel_id"].astype(str).to_numpy()
+    row = pd.Index(s["parcel_id"].values.astype(str)).get_indexer(ids)
+    have = row >= 0
+    r = np.where(have, row, 0)
     times = s["time"].values
-    rows = []
-    for rec in parcels.itertuples(index=False):
-        pid = str(rec.parcel_id)
-        base = {"parcel_id": pid, "policy_id": getattr(rec, "policy_id", None), "crop": rec.crop,
-                "declared_area_mu": rec.declared_area_mu, "parcel_area_mu": rec.area_mu}
-        if getattr(rec, "validity", "ok") == "rejected":
-            rows.append({**base, "status": "invalid", "reasons": rec.validity_reasons,
-                         "reasons_zh": getattr(rec, "validity_reasons_zh", rec.validity_reasons),
-                         "reasons_en": getattr(rec, "validity_reasons_en", rec.validity_reasons)})
-            continue
-        cal = calendar_for(calendars, rec.crop, region)
-        i = index.get(pid)
-        if cal is None:
-            rows.append({**base, "status": "no_data",
-                         **join_reasons([reason("UNKNOWN_CROP", crop=rec.crop)])})
-            continue
-        full = int(s["full_pixels"].values[i]) if i is not None else 0
-        base.update(full_pixels=full, pixel_rule=str(s["pixel_rule"].values[i]) if i is not None
-                    else "none")
-        if i is None or float(s["weight_sum"].values[i]) == 0:
-            rows.append({**base, "status": "no_data", **join_reasons([reason("NO_PIXELS")])})
-            continue
-        ok = ok_all[i]
-        obs = pd.DataFrame({"time": times[ok], "mean": mean[i][ok], "p75": p75[i][ok],
-                            "veg": veg[i][ok], "cover": cover[i][ok]}).reset_index(drop=True)
-        rows.append({**base, **_verdict_row(obs, cal, season, rules, rec.area_mu,
-                                            rec.declared_area_mu,
-                                            float(s["weight_sum"].values[i]), full)})
-    cols = ["parcel_id", "policy_id", "crop", "status", "reasons", "reasons_zh", "reasons_en",
-            "planted_fraction", "emergence_date", "peak_ndvi", "peak_date", "measured_area_mu",
-            "declared_area_mu", "parcel_area_mu", "area_ratio", "clear_observations",
-            "full_pixels", "pixel_rule", "confidence"]
-    return pd.DataFrame(rows).reindex(columns=cols)
+    days = ev.day_numbers(times)
+    origin = np.datetime64(times[0], "D") if len(times) else np.datetime64(season.start, "D")
+
+    def var(name: str, fill=np.nan) -> np.ndarray:
+        if name not in s or len(times) == 0:
+            return np.full((n, len(times)), fill, np.float32)
+        v = s[name].values[r]
+        v[~have] = fill
+        return v
+
+    crops = parcels["crop"].astype(object).where(parcels["crop"].notna(), "").astype(str)
+    codes = pd.unique(crops.to_numpy())
+    cals = [calendar_for(calendars, c, region) for c in codes]
+    crop_of = pd.Index(codes).get_indexer(crops.to_numpy())
+    cal_index = np.where([cals[k] is not None for k in crop_of], crop_of, -1)
+    w = ev.place_windows(cals, cal_index, season, origin)
+    values, p75, veg = var("ndvi_mean"), var("ndvi_p75"), var("vegetated_fraction")
+    if len(times):
+        screened = s if "look_flag" in s else None
+        ok = (clear_looks(screened) if screened is not None else
+              clear_looks(_screen(s, rules)))[r] & have[:, None]
+    else:
+        ok = np.zeros((n, 0), bool)
+    ok &= np.isfinite(values)
+    cover = ev.canopy_reference(values, ok, cal_index)
+    e = ev.gather(values, p75, veg, var("water_fraction"), cover, ok, days, w, bare_ndvi_max=rules.bare_ndvi_max,
+                  emergence_level=(rules.emergence_rise, rules.emergence_ndvi),
+                  cover_disagreement=rules.cover_disagreement, day_margin=rules.day_margin,
+                  lost_before_harvest_days=rules.lost_before_harvest_days)
+
+    def coord(name: str, fill):
+        if name not in s.coords and name not in s:
+            return np.full(n, fill)
+        v = np.asarray(s[name].values)[r]
+        return np.where(have, v, fill)
+
+    weight = coord("weight_sum", 0.0).astype(float)
+    full = coord("full_pixels", 0).astype(int)
+    area = parcels["area_mu"].to_numpy(float)
+    declared = pd.to_numeric(parcels["declared_area_mu"], errors="coerce").to_numpy(float)
+    measured = area * e.planted_fraction
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(declared > 0, measured / declared, np.nan)
+
+    # --- which parcels can be judged at all -------------------------------------------------
+    why = _Reasons(n)
+    rejected = (parcels["validity"] == "rejected").to_numpy() if "validity" in parcels else \
+        np.zeros(n, bool)
+    no_cal = cal_index < 0
+    no_pixels = ~rejected & (~have | (weight <= 0))
+    few = ~rejected & ~no_pixels & (e.n_season < rules.min_observations)
+    no_peak = ~rejected & ~no_pixels & ~few & ~no_cal & (e.n_peak == 0)
+    judged = ~(rejected | no_pixels | few | no_peak)
+    rule = judged & ~no_cal  # the calendar rules apply
+
+    # --- the calendar rules -----------------------------------------------------------------
+    m = rules.ndvi_margin
+    crop_min = w.peak_ndvi_min
+    dense = (rules.bare_ndvi_max + crop_min) / 2
+    sowing_seen = rule & (e.n_sowing > 0)
+    bare_seen = sowing_seen & (e.seedbed_min <= rules.bare_ndvi_max + m)
+    late_limit = w.emergence[1] + rules.late_emergence_days
+    no_canopy = rule & (e.canopy < crop_min - m)
+    not_reached = no_canopy & (e.canopy >= dense) & np.isfinite(e.emergence_day) \
+        & (e.emergence_day <= late_limit)
+    why.add("CANOPY_NOT_REACHED", "yellow", not_reached, p75=e.canopy, min=crop_min)
+    timing = no_canopy & ~not_reached & np.isfinite(e.late_canopy_day)
+    why.add("CROP_MISMATCH_TIMING", "red", timing,
+            date=_dates(e.late_canopy_day, origin).astype(str))
+    why.add("NOT_PLANTED", "red", no_canopy & ~not_reached & ~timing, p75=e.canopy,
+            min=crop_min)
+    near_canopy = rule & ~no_canopy & (e.canopy < crop_min + m)
+    why.add("NEAR_THRESHOLD", "yellow", near_canopy, what="canopy NDVI p75", value=e.canopy,
+            threshold=crop_min)
+    canopy_ok = rule & ~no_canopy
+
+    green_sowing = sowing_seen & ~bare_seen & (e.n_sowing >= 2) & (e.sowing_min > dense + m)
+    why.add("CROP_MISMATCH_SOWING", "red", green_sowing & canopy_ok, ndvi=e.seedbed_min)
+    never_bare = sowing_seen & ~bare_seen & ~green_sowing & canopy_ok
+    why.add("NO_SEEDBED", "yellow", never_bare, ndvi=e.seedbed_min)
+    early = bare_seen & canopy_ok & (e.emergence_day < w.sowing[0] - rules.day_margin)
+    why.add("EMERGED_BEFORE_SOWING", "red", early,
+            date=_dates(e.emergence_day, origin).astype(str),
+            start=_dates(w.sowing[0], origin).astype(str))
+    why.add("NEAR_THRESHOLD", "yellow", bare_seen & canopy_ok & ~early & ~near_canopy
+            & (e.emergence_day < w.sowing[0]), what="days from emergence to the sowing window",
+            value=w.sowing[0] - e.emergence_day, threshold=float(rules.day_margin))
+    why.add("NO_EMERGENCE", "yellow", bare_seen & canopy_ok & ~np.isfinite(e.emergence_day))
+    why.add("LATE_EMERGENCE", "info", bare_seen & canopy_ok & (e.emergence_day > late_limit),
+            date=_dates(e.emergence_day, origin).astype(str))
+    why.add("SOWING_UNOBSERVED", "info", rule & (e.n_sowing == 0),
+            start=_dates(w.seedbed[0], origin).astype(str),
+            end=_dates(w.sowing[1], origin).astype(str))
+    # without a seedbed seen, an annual crop still shows its rise to the canopy (a winter crop
+    # its spring green-up from the winter level); a meadow or a forest barely does
+    why.add("NO_SEASONAL_RISE", "yellow", canopy_ok & ~bare_seen
+            & (e.canopy_mean - e.rise_base < rules.min_season_rise),
+            rise=e.canopy_mean - e.rise_base, min=rules.min_season_rise)
+    sown_late = canopy_ok & np.isfinite(e.bare_in_peak_day)
+    why.add("SOWN_IN_PEAK", "red", sown_late, date=_dates(e.bare_in_peak_day, origin).astype(str))
+    lost = canopy_ok & np.isfinite(e.lost_day) & ~sown_late
+    why.add("CANOPY_LOST", "yellow", lost, date=_dates(e.lost_day, origin).astype(str))
+    # no harvest: the harvest window was seen at least twice and never came near stubble
+    why.add("NO_HARVEST", "yellow", canopy_ok & ~sown_late & (e.n_harvest >= 2)
+            & (e.harvest_min > rules.bare_ndvi_max + 0.1 + m), ndvi=e.harvest_min)
+    why.add("HARVEST_UNOBSERVED", "info", rule & (e.n_harvest == 0))
+    # two independent signs of permanent vegetation — never a bare seedbed or no rise from the
+    # winter, and no harvest — are a meadow, a perennial or woodland, not the declared crop
+    permanent = why.fired("yellow", {"NO_HARVEST"}) & why.fired(
+        "yellow", {"NO_SEEDBED", "NO_SEASONAL_RISE"})
+    why.add("PERMANENT_VEGETATION", "red", permanent)
+    pf = e.planted_fraction
+    why.add("PARTIAL_PLANTING", "red", canopy_ok & (pf < rules.red_planted_fraction - m), pct=pf)
+    why.add("PARTIAL_PLANTING", "yellow", canopy_ok & (pf >= rules.red_planted_fraction - m)
+            & (pf < rules.yellow_planted_fraction), pct=pf)
+    why.add("AREA_SHORTFALL", "yellow", canopy_ok & (ratio < 1 - rules.area_tolerance),
+            measured=measured, declared=declared, ratio=ratio)
+    why.add("AREA_EXCESS", "info", canopy_ok & (ratio > 1 + rules.area_tolerance),
+            measured=measured, declared=declared)
+    why.add("SMALL_PARCEL", "yellow", judged & (weight < rules.min_pixel_equivalents), n=weight)
+
+    # --- the crop model ---------------------------------------------------------------------
+    p_model = np.full(n, np.nan)
+    likeliest = np.full(n, None, dtype=object)
+    if crop_model is not None:
+        from .crop_model import judge_declarations
+
+        p_model, likeliest, report = judge_declarations(
+            crop_model, values, ok, days, w, crops.to_numpy(), judged, rules,
+            save_to=save_crop_model)
+        model_report = {} if model_report is None else model_report
+        model_report.update(report)
+        if not report.get("used", False):
+            why.add("CROP_MODEL_UNAVAILABLE", "info", judged, why=report.get("why_en", ""))
+    has_model = np.isfinite(p_model)
+
+    # the model settles what the calendar leaves open, and doubts what it accepts
+    red0, yellow0 = why.fired("red"), why.fired("yellow")
+    green0 = judged & ~red0 & ~yellow0 & ~no_cal
+    soft_yellow = yellow0 & ~_outside(why, "yellow", SOFT_REVIEW)
+    soft_red = red0 & ~_outside(why, "red", SOFT_RED)
+    other = has_model & (likeliest.astype(str) != crops.to_numpy())
+    confirm = has_model & (p_model >= rules.model_confirms)
+    reject = has_model & (p_model < rules.model_rejects) & other
+    doubt = has_model & ~confirm & ~reject
+    model_only = judged & no_cal & has_model
+    # the model rejects what the calendar accepted or left open; without a calendar it can only
+    # accept (a crop it learnt from few parcels is not evidence enough to refuse a policy)
+    why.add("CROP_MODEL_MISMATCH", "red", judged & reject & (green0 | soft_yellow),
+            crop=likeliest, p=p_model)
+    why.add("CROP_MODEL_DOUBT", "yellow", judged & ((doubt & green0 & (p_model < rules.model_doubts))
+                                                    | (model_only & ~confirm)),
+            crop=likeliest, p=p_model)
+    why.add("CROP_MODEL_CONFIRMS", "info", judged & confirm & (soft_yellow | soft_red | model_only),
+            p=p_model)
+    overruled = confirm & soft_red  # the calendar's timing rule against a confident model
+    red = why.fired("red") & ~overruled
+    yellow = ~red & ((why.fired("yellow") & ~(soft_yellow & confirm)) | overruled)
+    no_verdict = judged & no_cal & ~has_model
+    decided = judged & ~no_verdict
+
+    status = np.where(red, "red", np.where(yellow, "yellow", "green")).astype(object)
+    decided_by = np.where(has_model & (confirm | reject | (green0 & doubt)), "rules+crop_model",
+                          "rules")
+    decided_by = np.where(model_only, "crop_model", decided_by).astype(object)
+    decided_by[~decided] = ""
+
+    nodata = _Reasons(n)
+    nodata.add("NO_PIXELS", "red", no_pixels)
+    nodata.add("FEW_CLEAR_OBS", "red", few, n=e.n_season)
+    nodata.add("NO_PEAK_OBS", "red", no_peak)
+    nodata.add("UNKNOWN_CROP", "red", no_verdict, crop=crops.to_numpy())
+    status[~decided] = "no_data"
+    text, text_nd = why.columns(), nodata.columns()
+    planted = {"reasons": "PLANTED", "reasons_zh": REASONS["PLANTED"][0],
+               "reasons_en": REASONS["PLANTED"][1]}
+    for k in text:
+        col = np.where(decided, text[k], text_nd[k]).astype(object)
+        col[decided & (col == "")] = planted[k]
+        text[k] = col
+    if rejected.any():
+        status[rejected] = "invalid"
+        for k, src in (("reasons", "validity_reasons"), ("reasons_zh", "validity_reasons_zh"),
+                       ("reasons_en", "validity_reasons_en")):
+            src = src if src in parcels else "validity_reasons"
+            text[k][rejected] = parcels[src].to_numpy()[rejected]
+
+    p_true, confidence = verdict_confidence(status, e, w, rules, weight, p_model, why,
+                                            calibration)
+    # no verdict is surer than this batch's crops can be told apart (the crop model's
+    # cross-fitted balanced recall): where fallow looks like maize, nothing here is certain
+    separability = (model_report or {}).get("separability") if crop_model is not None else None
+    if separability is not None:
+        confidence = np.minimum(confidence, separability)
+    unobserved = _unobserved(rule, e)
+    out = pd.DataFrame({
+        "parcel_id": ids, "policy_id": parcels.get("policy_id", pd.Series([None] * n)).to_numpy(),
+        "crop": parcels["crop"].to_numpy(), "status": status, **text,
+        "planted_fraction": e.planted_fraction,
+        "emergence_date": _dates(e.emergence_day, origin),
+        "peak_ndvi": e.peak_ndvi, "peak_date": _dates(e.peak_day, origin),
+        "measured_area_mu": measured, "declared_area_mu": parcels["declared_area_mu"].to_numpy(),
+        "parcel_area_mu": area, "area_ratio": ratio, "clear_observations": e.n_season,
+        "unobserved": unobserved, "full_pixels": full,
+        "pixel_rule": coord("pixel_rule", "none").astype(str),
+        "crop_model_p_declared": p_model, "crop_model_crop": likeliest,
+        "decided_by": decided_by, "p_declared": p_true, "confidence": confidence})
+    blank = ~decided
+    for col in ("planted_fraction", "peak_ndvi", "measured_area_mu", "area_ratio",
+                "p_declared", "confidence"):
+        out.loc[blank, col] = np.nan
+    out.loc[rejected | no_pixels, ["clear_observations", "full_pixels"]] = np.nan
+    return out.reindex(columns=COLUMNS)
+
+
+def _outside(why: _Reasons, kind: str, codes: set[str]) -> np.ndarray:
+    """Parcels with a ``kind`` reason outside ``codes``."""
+    out = np.zeros(why.n, bool)
+    for code, k, mask, _ in why.items:
+        if k == kind and code not in codes:
+            out |= mask
+    return out
+
+
+def _screen(series: xr.Dataset, rules: PlantingRules) -> xr.Dataset:
+    from ..timeseries.screening import ScreenRules, screen_looks
+
+    return screen_looks(series, ScreenRules(min_clear_fraction=rules.min_clear_fraction))
+
+
+def _unobserved(rule: np.ndarray, e: ev.Evidence) -> np.ndarray:
+    """``;``-separated windows of the calendar without a clear look."""
+    parts = [("sowing", rule & (e.n_sowing == 0)), ("peak", rule & (e.n_peak == 0)),
+             ("harvest", rule & (e.n_harvest == 0))]
+    out = np.full(len(rule), "", dtype=object)
+    for name, mask in parts:
+        out[mask] = np.where(out[mask] == "", name, out[mask] + ";" + name)
+    return out
+
+
+__all__ = ["PlantingRules", "verify_planting", "LOOKBACK", "COLUMNS", "dt"]

@@ -66,7 +66,14 @@ from pyproj import Transformer
 
 from ..crs import require_crs, utm_crs_for
 from ..errors import ImageryError, InputError
-from .base import BAND_NAMES, DEFAULT_BANDS, L2A_QUANTIFICATION, cube_from_arrays, solar_day
+from .base import (
+    BAND_NAMES,
+    DEFAULT_BANDS,
+    INVALID_SCL,
+    L2A_QUANTIFICATION,
+    cube_from_arrays,
+    solar_day,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -77,8 +84,6 @@ CDSE_TOKEN_URL = ("https://identity.dataspace.copernicus.eu/auth/realms/CDSE/pro
 #: Marker lines the local fake server (tests/fakes/sentinelhub_server.py) recognises.
 CUBE_MARKER = "// agri_3s:cube v1"
 STATS_MARKER = "// agri_3s:ndvi-stats v1"
-#: SCL classes masked inside the statistics evalscript (same as timeseries.masking.INVALID_SCL).
-INVALID_SCL = (0, 1, 3, 8, 9, 10)
 RESOLUTION_M = 10.0
 CUBE_MARGIN_M = 30.0
 MAX_RATE_LIMIT_RETRIES = 10

@@ -6,9 +6,8 @@ import functools
 
 import numpy as np
 
-#: SCL classes that are never a clear land observation: 0 no data, 1 saturated/defective,
-#: 3 cloud shadow, 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus.
-INVALID_SCL = (0, 1, 3, 8, 9, 10)
+from ..sources.base import INVALID_SCL
+
 #: The cloud and shadow classes whose edges Sen2Cor under-detects; these are dilated.
 DILATED_SCL = (3, 8, 9, 10)
 

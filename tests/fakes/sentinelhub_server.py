@@ -58,12 +58,11 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from pyproj import CRS, Transformer
 
-from agri_3s.sources.base import dn_to_reflectance
+from agri_3s.sources.base import INVALID_SCL, dn_to_reflectance
 from agri_3s.sources.local import Acquisition, read_band, scan_archive
 
 CUBE_MARKER = "// agri_3s:cube v1"
 STATS_MARKER = "// agri_3s:ndvi-stats v1"
-INVALID_SCL = (0, 1, 3, 8, 9, 10)
 
 
 @dataclass(frozen=True)

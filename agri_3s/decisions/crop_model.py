@@ -1,0 +1,259 @@
+"""A crop model learnt from the batch's own declarations (the Sen4CAP / Sen2-Agri approach).
+
+Most declarations in a batch are true, so the declarations themselves are training labels: a
+random forest learns what each declared crop's season looks like here, this year, and each
+parcel is then given the probability of its declared crop — by a model that never saw that
+parcel (**cross-fitting**: the batch is cut into folds, and each fold is judged by a forest
+trained on the others). False declarations are a minority; to keep them from teaching the
+forest, the parcels whose declared crop the first round finds very unlikely are left out of the
+second round's training. Parcels the forest finds unlike their declared crop are the ones to
+flag — the verdict combines this with the calendar rules (:mod:`.planting`).
+
+Features are season-relative, so a model trained on one batch (or on labelled inspections) can
+be saved and applied to another batch of the same crops and region: NDVI of the smoothed season
+curve every ``step_days`` from ``LOOKBACK`` before the season start (NaN where the season was
+not observed: the forest handles missing values), the highest clear NDVI in each step, and
+season metrics (peak, start, end, growth cycles, seasonal integral; :mod:`~agri_3s.timeseries`).
+
+A batch too small, or with too few parcels of at least two crops, cannot train a model; the
+verdicts then rest on the rules alone and say so (``CROP_MODEL_UNAVAILABLE`` and ``run.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+#: A crop needs this many judged parcels to be learnt; the model needs two such crops.
+MIN_PER_CROP = 10
+MIN_PARCELS = 40
+#: Most parcels a forest trains on (a stratified sample of the others when the batch is larger).
+MAX_TRAIN = 8_000
+FOLDS = 5
+#: Declarations whose crop the first round finds less likely than this are left out of the
+#: second round's training (presumed false).
+CLEAN_BELOW = 0.1
+
+
+@dataclass
+class CropModel:
+    """A fitted crop model and how its features are made."""
+
+    forest: object
+    classes: list[str]
+    step_days: float
+    n_steps: int
+    #: What it was trained on (crops and counts, season, the batch's hash).
+    trained_on: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model (joblib). Load only models you made: a model file runs code."""
+        import joblib
+
+        joblib.dump(self, path)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> CropModel:
+        import joblib
+
+        try:
+            model = joblib.load(path)
+        except Exception as exc:  # a file that is not a model: pickle raises many kinds
+            raise InputError(f"cannot read the crop model ({exc}).", source=path,
+                             fix="pass a file written by --save-crop-model") from exc
+        if not isinstance(model, cls):
+            raise InputError("the file is not an agri_3s crop model.", source=path,
+                             fix="pass a file written by --save-crop-model")
+        return model
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """(parcels, classes) probabilities, in chunks (bounded memory)."""
+        out = np.empty((len(x), len(self.classes)), np.float32)
+        for a in range(0, len(x), 200_000):
+            out[a:a + 200_000] = self.forest.predict_proba(x[a:a + 200_000])
+        return out
+
+
+def features(values: np.ndarray, ok: np.ndarray, days: np.ndarray, start_day: float, *,
+             step_days: float, n_steps: int) -> np.ndarray:
+    """(parcels, features): per step of the season, the highest clear NDVI and the smoothed
+    curve's value; then season metrics. NaN where unobserved."""
+    from ..timeseries.smoothing import whittaker
+
+    y = np.where(ok, values, np.nan).astype(np.float32)
+    step = np.floor((days - start_day) / step_days).astype(int)
+    bin_max = np.full((len(y), n_steps), np.nan, np.float32)
+    for k in range(n_steps):
+        cols = step == k
+        if cols.any():
+            with np.errstate(all="ignore"):
+                v = np.where(np.isfinite(y[:, cols]), y[:, cols], -np.inf).max(axis=1)
+            bin_max[:, k] = np.where(np.isfinite(v), v, np.nan)
+    smooth, spread = whittaker(y, ok.astype(np.float32), days)
+    grid = start_day + (np.arange(n_steps) + 0.5) * step_days
+    # the smoothed curve on the step grid, where a look is within a step of it
+    col = np.clip(np.searchsorted(days, grid), 0, len(days) - 1)
+    at = smooth[:, col]
+    seen = np.abs(_nearest_look(ok, days)[:, col] - grid[None, :]) <= step_days
+    at = np.where(seen, at, np.nan)
+    metrics = _metrics(smooth, ok, days, start_day, n_steps * step_days)
+    return np.column_stack([bin_max, at, spread[:, None], metrics]).astype(np.float32)
+
+
+def _nearest_look(ok: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Per (parcel, time) the day of the nearest clear look (inf where none)."""
+    n_t = len(days)
+    idx = np.where(ok, np.arange(n_t), -1)
+    prev = np.maximum.accumulate(idx, axis=1)
+    nxt = np.minimum.accumulate(np.where(ok, np.arange(n_t), n_t)[:, ::-1], axis=1)[:, ::-1]
+    d_prev = np.where(prev >= 0, days[np.clip(prev, 0, None)], -np.inf)
+    d_next = np.where(nxt < n_t, days[np.clip(nxt, None, n_t - 1)], np.inf)
+    return np.where(days[None, :] - d_prev <= d_next - days[None, :], d_prev, d_next)
+
+
+def _metrics(smooth, ok, days, start_day, length) -> np.ndarray:
+    from ..timeseries.phenology import season_metrics
+
+    n = len(smooth)
+    m = season_metrics(smooth, ok, days, np.full(n, start_day), np.full(n, start_day + length))
+    cols = [m[k] for k in ("peak_value", "peak_day", "sos_day", "eos_day", "amplitude",
+                           "n_cycles", "integral", "season_integral")]
+    out = np.column_stack([np.asarray(c, np.float32) for c in cols])
+    out[:, 1:4] -= start_day  # days into the season
+    return out
+
+
+def _train(x: np.ndarray, labels: np.ndarray, seed: int):
+    from sklearn.ensemble import RandomForestClassifier
+
+    forest = RandomForestClassifier(n_estimators=100, min_samples_leaf=2, max_features="sqrt",
+                                    class_weight="balanced_subsample", n_jobs=2,
+                                    random_state=seed)
+    return forest.fit(x, labels)
+
+
+def _sample(rows: np.ndarray, labels: np.ndarray, limit: int, rng) -> np.ndarray:
+    """At most ``limit`` of ``rows``, stratified by label."""
+    if len(rows) <= limit:
+        return rows
+    keep = []
+    for lab in np.unique(labels[rows]):
+        mine = rows[labels[rows] == lab]
+        keep.append(rng.choice(mine, max(1, int(limit * len(mine) / len(rows))), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def cross_fitted(x: np.ndarray, declared: np.ndarray, trainable: np.ndarray, *,
+                 seed: int = 0) -> tuple[np.ndarray, list[str], dict]:
+    """Probabilities (parcels, classes) where every parcel is judged by forests that did not
+    train on it; two rounds, the second without presumed-false declarations.
+
+    The forests train on a stratified pool of at most ``MAX_TRAIN`` parcels per fold; the first
+    round only judges that pool (to find the presumed-false declarations in it), the second
+    judges every parcel — so a province costs a few forests, not a forest per parcel."""
+    classes = sorted(np.unique(declared[trainable]).tolist())
+    rng = np.random.default_rng(seed)
+    fold = rng.integers(0, FOLDS, len(x))
+    pool = _sample(np.flatnonzero(trainable), declared, MAX_TRAIN * FOLDS // (FOLDS - 1), rng)
+    cls_index = {c: i for i, c in enumerate(classes)}
+
+    def judge(rows_train: np.ndarray, rows: np.ndarray, k: int, out: np.ndarray) -> None:
+        forest = _train(x[rows_train], declared[rows_train], seed + k)
+        cols = [cls_index[c] for c in forest.classes_]
+        for a in range(0, len(rows), 200_000):
+            part = rows[a:a + 200_000]
+            p = np.zeros((len(part), len(classes)), np.float32)
+            p[:, cols] = forest.predict_proba(x[part])
+            out[part] = p
+
+    first = np.full((len(x), len(classes)), np.nan, np.float32)
+    for k in range(FOLDS):
+        judge(pool[fold[pool] != k], pool[fold[pool] == k], k, first)
+    own = _declared_probability(first[pool], classes, declared[pool])
+    kept = pool[~(own < CLEAN_BELOW)]
+    proba = np.full((len(x), len(classes)), np.nan, np.float32)
+    for k in range(FOLDS):
+        judge(kept[fold[kept] != k], np.flatnonzero(fold == k), FOLDS + k, proba)
+    return proba, classes, {"presumed_false_left_out": int(len(pool) - len(kept)),
+                            "training_pool": int(len(pool))}
+
+
+def _declared_probability(proba: np.ndarray, classes: list[str], declared: np.ndarray
+                          ) -> np.ndarray:
+    idx = np.array([classes.index(c) if c in classes else -1 for c in np.unique(declared)])
+    lookup = dict(zip(np.unique(declared), idx))
+    col = np.array([lookup[c] for c in declared]) if len(declared) else np.zeros(0, int)
+    p = proba[np.arange(len(proba)), np.clip(col, 0, None)]
+    return np.where(col >= 0, p, np.nan)
+
+
+def _steps(w, step_days: float) -> tuple[float, int]:
+    start = float(np.nanmin(w.season[0])) - 30.0
+    end = float(np.nanmax(w.season[1]))
+    return start, int(np.ceil((end - start) / step_days))
+
+
+def judge_declarations(crop_model, values, ok, days, w, declared: np.ndarray,
+                       judged: np.ndarray, rules, *, step_days: float = 15.0,
+                       save_to: str | Path | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(probability of the declared crop, likeliest crop, report) per parcel.
+
+    ``crop_model``: ``"auto"`` trains on this batch (cross-fitted), a :class:`CropModel` or a
+    path applies a saved one. Parcels not judged, or whose declared crop the model does not
+    know, get NaN."""
+    n = len(declared)
+    p_declared = np.full(n, np.nan)
+    likeliest = np.full(n, None, dtype=object)
+    if isinstance(crop_model, (str, Path)) and str(crop_model) != "auto":
+        crop_model = CropModel.load(crop_model)
+    if isinstance(crop_model, CropModel):
+        start = float(np.nanmin(w.season[0])) - 30.0
+        x = features(values, ok, days, start, step_days=crop_model.step_days,
+                     n_steps=crop_model.n_steps)
+        proba = crop_model.probabilities(x)
+        classes = crop_model.classes
+        report = {"used": True, "how": "applied a saved model",
+                  "trained_on": crop_model.trained_on}
+    else:
+        counts = {c: int(k) for c, k in zip(*np.unique(declared[judged], return_counts=True))}
+        learnt = {c: k for c, k in counts.items() if k >= MIN_PER_CROP}
+        if len(learnt) < 2 or judged.sum() < MIN_PARCELS:
+            why = (f"{len(learnt)} crop(s) with at least {MIN_PER_CROP} parcels among "
+                   f"{int(judged.sum())} (a model needs two such crops and {MIN_PARCELS} "
+                   "parcels)")
+            return p_declared, likeliest, {"used": False, "why_en": why,
+                                           "declared_counts": counts}
+        start, n_steps = _steps(w, step_days)
+        x = features(values, ok, days, start, step_days=step_days, n_steps=n_steps)
+        trainable = judged & np.isin(declared, list(learnt))
+        proba, classes, info = cross_fitted(x, declared, trainable)
+        report = {"used": True, "how": f"random forest cross-fitted over {FOLDS} folds of "
+                  "the batch's own declarations", "crops": learnt, **info}
+        if save_to:
+            forest = _train(x[trainable], declared[trainable], 0)
+            CropModel(forest, list(forest.classes_), step_days, n_steps,
+                      {"crops": learnt, "parcels": int(trainable.sum()),
+                       "features": hashlib.sha256(x[trainable].tobytes()).hexdigest()[:16]}
+                      ).save(save_to)
+            report["saved_to"] = str(save_to)
+    known = judged & np.isin(declared, classes)
+    p = _declared_probability(proba, classes, np.where(np.isin(declared, classes), declared,
+                                                       classes[0]))
+    p_declared[known] = p[known]
+    best = np.asarray(classes, dtype=object)[np.nan_to_num(proba, nan=-1).argmax(axis=1)]
+    likeliest[judged] = best[judged]
+    report["agreement_with_declarations"] = round(float(
+        (best[known] == declared[known]).mean()), 4) if known.any() else None
+    # how well this batch's crops can be told apart: the mean share of each learnt crop's
+    # parcels the (cross-fitted) model gives back to that crop
+    recall = [float((best[known & (declared == c)] == c).mean()) for c in classes
+              if (known & (declared == c)).any()]
+    report["separability"] = round(float(np.mean(recall)), 4) if len(recall) >= 2 else None
+    return p_declared, likeliest, report

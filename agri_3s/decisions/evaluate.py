@@ -1,0 +1,660 @@
+"""Back-testing against field inspections (验标 / 查勘): how the verdicts and claim estimates
+compare with what the insurer's inspectors found.
+
+* :func:`evaluate_verdicts` — underwriting verdicts against the inspector's verdict, the
+  declaration found true / false, or the crop found in the field;
+* :func:`evaluate_claims` — loss estimates against inspected loss rates;
+* :func:`evaluate` — the same from files (a result folder or table; a CSV / XLSX truth in UTF-8,
+  UTF-8 with BOM or GBK), written to a folder on request (``agri3s evaluate``).
+
+Nothing is dropped silently: truth parcels missing from the results and results without truth
+are counted and listed, and every status of the results keeps its column in the confusion table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..parcels.columns import ALIASES, CROP_NAMES, find_columns, to_number
+
+VERDICT_ORDER = ("green", "yellow", "red", "no_data", "invalid")
+CLAIM_ORDER = ("estimated", "below_threshold", "not_affected", "survey", "no_data", "invalid")
+TRUTH_ROWS = ("accept", "reject", "yellow")
+#: The inspector's verdict → truth label (``yellow``: the inspector wants a review too).
+INSPECTED = {"green": "accept", "通过": "accept", "合格": "accept", "accept": "accept",
+             "red": "reject", "不通过": "reject", "不合格": "reject", "reject": "reject",
+             "yellow": "yellow", "待核": "yellow", "复核": "yellow", "review": "yellow"}
+TRUE_WORDS = {"true", "1", "1.0", "yes", "y", "t", "是", "真", "属实", "对"}
+FALSE_WORDS = {"false", "0", "0.0", "no", "n", "f", "否", "假", "不属实", "不对"}
+#: Claim statuses that are an automated payout decision: paid, or not paid.
+PAID, UNPAID = {"estimated"}, {"below_threshold", "not_affected"}
+#: Truth headers recognised (compared as in :func:`agri_3s.parcels.columns.normalise_header`).
+TRUTH_ALIASES: dict[str, tuple[str, ...]] = {
+    "parcel_id": ALIASES["parcel_id"],
+    "event_id": ("event_id", "事件编号", "灾害编号"),
+    "inspected_status": ("inspected_status", "inspection_status", "inspected_verdict",
+                         "expected_verdict", "true_verdict", "验标结果", "查勘结果", "核验结果",
+                         "核查结果", "检查结果", "验标结论", "查勘结论"),
+    "declaration_true": ("declaration_true", "申报属实", "是否属实", "属实"),
+    "crop": ("crop", "作物", "实际作物", "实种作物", "查勘作物", "种植作物", "作物名称"),
+    "loss_rate": ("loss_rate", "损失率", "查勘损失率", "定损损失率", "损失程度"),
+    "parcel_loss_rate": ("parcel_loss_rate", "地块损失率"),
+    "damaged_area_mu": ("damaged_area_mu", "受损面积", "受损面积(亩)", "受灾面积", "受灾面积(亩)",
+                        "成灾面积", "成灾面积(亩)"),
+    "status": ("status", "状态"),
+}
+VERDICT_TRUTH = ("inspected_status", "declaration_true", "crop")  # in order of precedence
+CLAIM_TRUTH = ("loss_rate", "parcel_loss_rate")
+NUMERIC = ("confidence", "loss_rate", "loss_rate_low", "loss_rate_high", "parcel_loss_rate",
+           "damaged_area_mu", "payout_threshold", "indemnity_cny")
+RESULT_SUFFIXES = (".csv", ".parquet", ".geojson", ".gpkg")
+
+
+# --- reading ------------------------------------------------------------------------------------
+def read_truth(path: str | Path) -> pd.DataFrame:
+    """A truth table as text cells: CSV (UTF-8, UTF-8 with BOM, GBK / GB18030) or XLSX.
+
+    ``_row`` is the spreadsheet row (header = row 1); ``attrs["source"]`` the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("truth file not found.", source=path,
+                         fix="give the inspection table (CSV or XLSX) with a parcel_id column")
+    try:
+        if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
+            df = pd.read_excel(path, dtype=str)
+        else:
+            raw = path.read_bytes()
+            try:
+                raw.decode("utf-8")
+                encoding = "utf-8-sig"
+            except UnicodeDecodeError:
+                encoding = "gb18030"  # superset of GBK: Chinese Excel's "CSV"
+            first = raw.decode(encoding).lstrip("\ufeff").partition("\n")[0]
+            sep = max([",", "\t", ";", "|"], key=first.count)
+            df = pd.read_csv(path, sep=sep, dtype=str, encoding=encoding, keep_default_na=False,
+                             na_values=[""], skip_blank_lines=False)
+    except (OSError, ValueError, ImportError) as exc:
+        raise InputError(f"cannot read the truth table ({exc}).", source=path,
+                         fix="save it as CSV (UTF-8 or GBK) or XLSX with a header row") from exc
+    df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
+    df["_row"] = np.arange(len(df)) + 2
+    df = df[df.drop(columns="_row").notna().any(axis=1)]  # blank lines are layout
+    df.attrs["source"] = str(path)
+    return df
+
+
+def result_files(result: str | Path) -> dict[str, Path]:
+    """``{"verdicts" | "claims": file}`` of a result folder, or of one result table."""
+    result = Path(result)
+    if result.is_dir():
+        found = {}
+        for kind in ("verdicts", "claims"):
+            for suffix in RESULT_SUFFIXES:
+                if (result / f"{kind}{suffix}").is_file():
+                    found[kind] = result / f"{kind}{suffix}"
+                    break
+        if not found:
+            raise InputError("no verdicts or claims table in the result folder.", source=result,
+                             fix="pass the --out folder of `agri3s underwrite` / `agri3s assess`, "
+                                 "or its verdicts.csv / claims.csv")
+        return found
+    if not result.is_file():
+        raise InputError("result not found.", source=result,
+                         fix="pass a result folder or its verdicts / claims file")
+    if result.suffix.lower() not in RESULT_SUFFIXES:
+        raise InputError("not a result table.", source=result,
+                         fix=f"pass a {' / '.join(RESULT_SUFFIXES)} file or the result folder")
+    kind = "claims" if "claim" in result.stem.lower() else "verdicts"
+    if "verdict" not in result.stem.lower() and "claim" not in result.stem.lower():
+        kind = "claims" if {"claim_id", "loss_rate"} & set(read_result(result).columns) else kind
+    return {kind: result}
+
+
+def read_result(path: str | Path) -> pd.DataFrame:
+    """A verdicts / claims table (CSV, GeoParquet, GeoJSON, GeoPackage), geometry dropped."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".csv":
+            df = pd.read_csv(path, dtype=str, encoding="utf-8-sig", keep_default_na=False,
+                             na_values=[""])
+        elif path.suffix.lower() == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            import pyogrio
+
+            df = pyogrio.read_dataframe(path, read_geometry=False)
+    except Exception as exc:  # any reader failure is an unreadable user file
+        raise InputError(f"cannot read the result table ({exc}).", source=path,
+                         fix="pass the verdicts / claims file agri3s wrote, unmodified") from exc
+    df = pd.DataFrame(df.drop(columns=["geometry"], errors="ignore"))
+    for col in NUMERIC:
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    df.attrs["source"] = str(path)
+    return df
+
+
+# --- truth and results into one frame -------------------------------------------------------------
+def _source(df: pd.DataFrame, default: str) -> str:
+    return df.attrs.get("source", default)
+
+
+def _prepared(table: pd.DataFrame, name: str, key: list[str], aliases: dict | None = None,
+              fix: str = "keep one row per parcel") -> pd.DataFrame:
+    """Recognised headers renamed, ids as stripped text, a spreadsheet ``_row``; no duplicates."""
+    src = _source(table, name)
+    df = pd.DataFrame(table).copy()
+    if aliases:
+        df = df.rename(columns=find_columns([c for c in df.columns if c != "_row"], aliases))
+    if "_row" not in df.columns:
+        df["_row"] = np.arange(len(df)) + 2
+    missing = [k for k in key if k not in df.columns]
+    if missing:
+        raise InputError(f"no {', '.join(missing)} column (headers: {', '.join(map(str, df.columns))}).",
+                         source=src, fix="name the parcel column parcel_id (or 地块编号)")
+    for k in key:
+        df[k] = df[k].astype("string").str.strip()
+    blank = df[df[key].isna().any(axis=1) | (df[key] == "").any(axis=1)]
+    if len(blank):
+        raise InputError(f"{len(blank)} row(s) without {' / '.join(key)}.", source=src,
+                         row=_first(blank["_row"]), fix="fill in the parcel id of every row")
+    dup = df[df.duplicated(key, keep=False)]
+    if len(dup):
+        ids = _ids(dup, key).unique()
+        raise InputError(f"{len(ids)} duplicate {'/'.join(key)}: {_first(ids)}.", source=src,
+                         row=_first(dup["_row"]), fix=fix)
+    return df
+
+
+def _first(values, k: int = 5) -> str:
+    values = [str(v) for v in values]
+    return ", ".join(values[:k]) + (f" … (+{len(values) - k})" if len(values) > k else "")
+
+
+def _ids(df: pd.DataFrame, key: list[str]) -> pd.Series:
+    """``parcel_id`` (or ``parcel_id/event_id``) as text."""
+    ids = df[key[0]].astype(str)
+    return ids + "/" + df[key[1]].astype(str) if key[1:] else ids
+
+
+def _match(results: pd.DataFrame, truth: pd.DataFrame, key: list[str], cols: list[str]
+           ) -> tuple[pd.DataFrame, dict]:
+    """Results with truth columns ``truth_*``; the unmatched parcels on each side, listed."""
+    t = truth[key + cols].rename(columns={c: f"truth_{c}" for c in cols})
+    both = results.merge(t, on=key, how="outer", indicator=True)
+    ids = _ids(both, key)
+    lists = {"missing_from_results": ids[both["_merge"] == "right_only"].tolist(),
+             "without_truth": ids[both["_merge"] == "left_only"].tolist()}
+    counts = {f"n_{k}": len(v) for k, v in lists.items()}
+    matched = both[both["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
+    return matched, {**counts, **lists}
+
+
+def _crop_code(values: pd.Series) -> pd.Series:
+    text = values.astype("string").str.strip()
+    return text.map(CROP_NAMES).fillna(text).str.lower()
+
+
+def _labels(matched: pd.DataFrame, column: str, src: str) -> pd.Series:
+    """Truth label per matched parcel: ``accept`` | ``reject`` | ``yellow`` | NA (blank truth)."""
+    raw = matched[f"truth_{column}"]
+    if column == "crop":  # the crop found vs the declared crop of the verdict table
+        found, declared = _crop_code(raw), _crop_code(matched.get("crop", pd.Series(pd.NA,
+                                                                                   raw.index)))
+        same = (found == declared.fillna("")).fillna(False).to_numpy(bool)
+        label = pd.Series(np.where(same, "accept", "reject"), raw.index)
+        return label.where(found.notna() & (found != ""))
+    text = raw.astype("string").str.strip().str.lower()
+    if column == "inspected_status":
+        label = text.map(INSPECTED)
+        known = label.notna()
+        fix = "use green / yellow / red (or 通过·合格 / 待核·复核 / 不通过·不合格)"
+    else:
+        label = text.map({**dict.fromkeys(TRUE_WORDS, "accept"),
+                          **dict.fromkeys(FALSE_WORDS, "reject")})
+        known = label.notna()
+        fix = "use true / false (or 是 / 否)"
+    bad = text.notna() & (text != "") & ~known
+    if bad.any():
+        raise InputError(f"unrecognised {column} value(s): {_first(raw[bad].unique())}.",
+                         source=src, row=_first(matched.loc[bad, "_row"]), fix=fix)
+    return label.where(known)
+
+
+def _rates(values: pd.Series, name: str, src: str, rows: pd.Series, notes: list) -> pd.Series:
+    """Loss rates as shares 0–1 from ``0.35``, ``35%`` or a column in percent (``35``)."""
+    text = values.astype("string").str.strip()
+    pct = text.str.endswith("%").fillna(False)
+    num = pd.to_numeric(text.str.rstrip("%").str.strip(), errors="coerce").astype(float)
+    bad = text.notna() & (text != "") & num.isna()
+    if bad.any():
+        raise InputError(f"{name} is not a number: {_first(values[bad].unique())}.", source=src,
+                         row=_first(rows[bad]), fix="write loss rates as 0.35 or 35%")
+    num = num.where(~pct, num / 100)
+    if ((num < 0) | (num > 100)).any():
+        raise InputError(f"{name} outside 0–1 (or 0–100 %).", source=src,
+                         row=_first(rows[(num < 0) | (num > 100)]), fix="write 0.35 or 35%")
+    if (num > 1).any():  # a rate above 1 is impossible: the column is in percent
+        notes.append(f"{name} read as percent (values above 1)")
+        num = num.where(pct, num / 100)
+    return num
+
+
+# --- verdicts -------------------------------------------------------------------------------------
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Reliability table: ``bins`` equal-width confidence bins on [0, 1] (the last one closed).
+
+    Columns ``bin_low``, ``bin_high``, ``n``, ``mean_confidence``, ``observed_right`` (share of
+    the bin's verdicts that were right); empty bins have n = 0 and NaN means.
+
+    Examples
+    --------
+    >>> t = reliability(np.array([0.95, 0.9, 0.55, 1.0]), np.array([True, False, True, True]))
+    >>> t.loc[9, ["n", "mean_confidence", "observed_right"]].round(3).tolist(), int(t.n[5])
+    ([3.0, 0.95, 0.667], 1)
+    """
+    c = np.asarray(confidence, dtype=float)
+    ok = np.asarray(correct, dtype=float)
+    if np.isnan(c).any() or (c < 0).any() or (c > 1).any():
+        raise InputError("confidence must lie in [0, 1] (no NaN).", source="confidence",
+                         fix="drop parcels without a confidence before calling reliability()")
+    b = np.minimum((c * bins).astype(int), bins - 1)
+    n = np.bincount(b, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_c = np.bincount(b, weights=c, minlength=bins) / n
+        obs = np.bincount(b, weights=ok, minlength=bins) / n
+    edges = np.arange(bins + 1) / bins
+    return pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "n": n,
+                         "mean_confidence": mean_c, "observed_right": obs})
+
+
+def _share(mask: pd.Series, among: pd.Series) -> float:
+    return float(mask[among].mean()) if among.any() else float("nan")
+
+
+def _verdict_figures(m: pd.DataFrame, statuses: list[str], confident: float) -> dict:
+    s, t, conf = m["status"], m["truth"], m["confidence"]
+    g, y, r = s == "green", s == "yellow", s == "red"
+    acc, rej = t == "accept", t == "reject"
+    auto, judged = g | r, g | y | r
+    recall = {"accept": _share(g, acc & auto), "reject": _share(r, rej & auto),
+              "accept_strict": _share(g, acc & judged), "reject_strict": _share(r, rej & judged)}
+    table = pd.crosstab(t, s).reindex(index=[x for x in TRUTH_ROWS if x != "yellow"
+                                             or (t == "yellow").any()],
+                        columns=statuses, fill_value=0)
+    n, n_judged = len(m), int(judged.sum())
+    wrong = (g & rej) | (r & acc)
+    expected = t.map({"accept": "green", "reject": "red", "yellow": "yellow"})
+    cal = auto & (acc | rej) & conf.notna()
+    right = ((g & acc) | (r & rej))[cal].to_numpy()
+    rel = reliability(conf[cal].to_numpy(), right)
+    return {
+        "n": n, "n_judged": n_judged, "counts": s.value_counts().reindex(statuses, fill_value=0
+                                                                        ).to_dict(),
+        "confusion": {row: table.loc[row].to_dict() for row in table.index},
+        "balanced_accuracy": (recall["accept"] + recall["reject"]) / 2,
+        "balanced_accuracy_strict": (recall["accept_strict"] + recall["reject_strict"]) / 2,
+        "green_share_of_accept": recall["accept"], "red_share_of_reject": recall["reject"],
+        "green_share_of_accept_strict": recall["accept_strict"],
+        "red_share_of_reject_strict": recall["reject_strict"],
+        "agreement": _share(s == expected, judged),
+        "review_rate": float(y.sum() / n_judged) if n_judged else float("nan"),
+        "automation_rate": float(auto.sum() / n_judged) if n_judged else float("nan"),
+        "no_data_rate": float((s == "no_data").mean()) if n else float("nan"),
+        "wrong": int(wrong.sum()), "wrong_green_on_reject": int((g & rej).sum()),
+        "wrong_red_on_accept": int((r & acc).sum()),
+        "wrong_confident": int((wrong & (conf >= confident)).sum()),
+        "n_calibrated": int(cal.sum()),
+        "brier": float(np.mean((conf[cal].to_numpy() - right) ** 2)) if cal.any() else float("nan"),
+        "ece": float((rel["n"] * (rel["mean_confidence"] - rel["observed_right"]).abs()).sum()
+                     / cal.sum()) if cal.any() else float("nan"),
+        "reliability": rel.to_dict("records"),
+    }
+
+
+def _statuses(values: pd.Series, order: tuple[str, ...]) -> list[str]:
+    """Every status present: the known ones in their usual order, then any other."""
+    present = set(values.unique())
+    return [v for v in order if v in present] + sorted(present - set(order))
+
+
+def _groups(m: pd.DataFrame, by: str | None, figures, notes: list) -> dict:
+    if by is None:
+        return {}
+    if by not in m.columns:
+        notes.append(f"no {by!r} column in the results: no per-{by} figures")
+        return {}
+    key = m[by].astype("string").fillna("(blank)")
+    return {str(k): figures(part) for k, part in m.groupby(key, sort=True)}
+
+
+def evaluate_verdicts(verdicts: pd.DataFrame, truth: pd.DataFrame, *, by: str | None = "crop",
+                      confident: float = 0.8) -> dict:
+    """Underwriting verdicts against field inspections (验标).
+
+    ``truth`` has ``parcel_id`` (or 地块编号…) and one of, in order of precedence:
+    ``inspected_status`` (green | yellow | red, 通过/合格 | 待核/复核 | 不通过/不合格;
+    ``expected_verdict`` is read as this), ``declaration_true`` (true / false, 是 / 否), or
+    ``crop`` (the crop found in the field, compared with the verdicts' declared ``crop``).
+    An accepted declaration expects ``green``, a rejected one ``red``.
+
+    Returns a JSON-ready dict (NaN → None) with these keys, overall and in ``groups``:
+
+    * ``n`` parcels evaluated (in both tables, truth not blank), ``n_judged`` (green / yellow /
+      red), ``counts`` per status; ``confusion`` ``{truth: {status: count}}``, rows ``accept``,
+      ``reject`` and ``yellow`` when the inspector gave one, columns ``statuses`` (every status
+      of the results: green, yellow, red, no_data, invalid, then any other);
+    * ``balanced_accuracy`` = ½ (green share of accepted parcels judged green / red + red share
+      of rejected ones); ``balanced_accuracy_strict`` the same over green / yellow / red (a yellow
+      counts as a miss); the four shares as ``green_share_of_accept[_strict]``,
+      ``red_share_of_reject[_strict]``; ``agreement`` (status = expected, yellow for an
+      inspector's yellow, among judged parcels);
+    * ``review_rate`` (yellow / judged), ``automation_rate`` ((green + red) / judged),
+      ``no_data_rate`` (no_data / n);
+    * ``wrong`` automated verdicts (``wrong_green_on_reject`` + ``wrong_red_on_accept``),
+      ``wrong_confident`` (of them with ``confidence`` ≥ ``confident``);
+    * ``brier``, ``ece``, ``reliability`` (10 bins, see :func:`reliability`) of ``confidence``
+      as the probability that a green / red verdict is right, over ``n_calibrated`` parcels;
+
+    and overall only: ``kind`` ("verdicts"), ``truth_column``, ``statuses``, ``n_results``,
+    ``n_truth``, ``missing_from_results`` / ``without_truth`` / ``truth_blank`` (parcel ids) with
+    their ``n_…`` counts, ``wrong_verdicts`` (parcel_id, status, truth, confidence), ``by``,
+    ``groups`` ``{value of by: figures}``, ``notes``.
+
+    Examples
+    --------
+    >>> v = pd.DataFrame({"parcel_id": ["A", "B", "C", "D"], "crop": "winter_wheat",
+    ...                   "status": ["green", "red", "yellow", "green"],
+    ...                   "confidence": [0.9, 0.8, 0.5, 0.6]})
+    >>> t = pd.DataFrame({"parcel_id": ["A", "B", "C", "D"],
+    ...                   "inspected_status": ["通过", "不通过", "合格", "不合格"]})
+    >>> r = evaluate_verdicts(v, t)
+    >>> r["balanced_accuracy"], r["balanced_accuracy_strict"], r["wrong"], r["review_rate"]
+    (0.75, 0.5, 1, 0.25)
+    """
+    notes: list[str] = []
+    tsrc, vsrc = _source(truth, "truth table"), _source(verdicts, "verdicts")
+    t = _prepared(truth, tsrc, ["parcel_id"], TRUTH_ALIASES)
+    column = next((c for c in VERDICT_TRUTH if c in t.columns), None)
+    if column is None:
+        raise InputError(f"no truth column (headers: {', '.join(map(str, truth.columns))}).",
+                         source=tsrc, fix="add inspected_status (green / yellow / red), "
+                                          "declaration_true (true / false) or crop")
+    v = _prepared(verdicts, vsrc, ["parcel_id"]).drop(columns="_row")
+    if "status" not in v.columns:
+        raise InputError("no status column.", source=vsrc, fix="pass the verdicts agri3s wrote")
+    v["status"] = v["status"].astype("string").str.strip().str.lower().fillna("(blank)")
+    v["confidence"] = (pd.to_numeric(v["confidence"], errors="coerce") if "confidence" in v
+                       else np.nan)
+    if "confidence" not in verdicts.columns:
+        notes.append("no confidence column: no calibration figures")
+    elif ((v["confidence"] < 0) | (v["confidence"] > 1)).any():
+        raise InputError("confidence outside [0, 1].", source=vsrc,
+                         row=_first(v.loc[(v["confidence"] < 0) | (v["confidence"] > 1),
+                                          "parcel_id"]),
+                         fix="pass the verdicts agri3s wrote (confidence is a probability)")
+    statuses = _statuses(v["status"], VERDICT_ORDER)
+    m, unmatched = _match(v, t, ["parcel_id"], [column, "_row"])
+    m = m.rename(columns={"truth__row": "_row"})
+    m["truth"] = _labels(m, column, tsrc)
+    blank = m["truth"].isna()
+    truth_blank = m.loc[blank, "parcel_id"].astype(str).tolist()
+    m = m[~blank].reset_index(drop=True)
+    out = {"kind": "verdicts", "truth_column": column, "statuses": statuses,
+           "n_results": len(v), "n_truth": len(t), **_verdict_figures(m, statuses, confident),
+           **unmatched, "n_truth_blank": len(truth_blank), "truth_blank": truth_blank, "by": by}
+    wrong = m[((m["status"] == "green") & (m["truth"] == "reject"))
+              | ((m["status"] == "red") & (m["truth"] == "accept"))]
+    out["wrong_verdicts"] = wrong[["parcel_id", "status", "truth", "confidence"]].to_dict("records")
+    out["groups"] = _groups(m, by, lambda p: _verdict_figures(p, statuses, confident), notes)
+    out["notes"] = notes
+    return _clean(out)
+
+
+# --- claims ---------------------------------------------------------------------------------------
+def _claim_figures(m: pd.DataFrame, statuses: list[str], basis: str) -> dict:
+    s, truth = m["status"], m[f"truth_{basis}"]
+    out: dict = {"n": len(m), "counts": s.value_counts().reindex(statuses, fill_value=0).to_dict()}
+    for col in ("loss_rate", "parcel_loss_rate", "damaged_area_mu"):
+        if f"truth_{col}" in m.columns and col in m.columns:
+            both = m[col].notna() & m[f"truth_{col}"].notna()
+            d = (m[col] - m[f"truth_{col}"])[both]
+            out.update({f"{col}_n": int(both.sum()), f"{col}_mae": float(d.abs().mean()),
+                        f"{col}_bias": float(d.mean())})
+    low = m.get("loss_rate_low", pd.Series(np.nan, m.index))
+    high = m.get("loss_rate_high", pd.Series(np.nan, m.index))
+    has = truth.notna() & low.notna() & high.notna()
+    out.update({"coverage": _share((low <= truth) & (truth <= high), has),
+                "coverage_n": int(has.sum()), "interval_width": float((high - low)[has].mean()),
+                "survey_rate": float((s == "survey").mean()) if len(m) else float("nan")})
+    threshold = m.get("payout_threshold", pd.Series(np.nan, m.index))
+    known = truth.notna() & threshold.notna()
+    decided = known & s.isin(PAID | UNPAID)
+    paid, should = s.isin(PAID), truth >= threshold
+    side = pd.Series(np.where(should, "pay", "no_pay"), m.index)[known]
+    table = pd.crosstab(side, s[known]).reindex(index=["pay", "no_pay"], columns=statuses,
+                                                fill_value=0)
+    out.update({"confusion": {row: table.loc[row].to_dict() for row in table.index},
+                "payout_right_side": _share(paid == should, decided),
+                "payout_n": int(decided.sum()),
+                "paid_below_threshold": int((decided & paid & ~should).sum()),
+                "unpaid_above_threshold": int((decided & ~paid & should).sum()),
+                "payout_undecided": int((known & ~s.isin(PAID | UNPAID)).sum())})
+    if "truth_status" in m.columns:
+        given = m["truth_status"].astype("string").str.strip().str.lower()
+        out["status_agreement"] = _share(given == s, given.notna() & (given != ""))
+    return out
+
+
+def evaluate_claims(claims: pd.DataFrame, truth: pd.DataFrame, *, by: str | None = "crop"
+                    ) -> dict:
+    """Loss estimates against inspected losses (查勘定损).
+
+    ``truth`` has ``parcel_id`` (and ``event_id`` when the claims hold several events per
+    parcel), ``loss_rate`` (in the damaged area; 损失率) and / or ``parcel_loss_rate`` (share of
+    the whole parcel lost), optionally ``damaged_area_mu`` and ``status``. Rates may be shares
+    (0.35) or percent (``35%``; a column with values above 1 is read as percent, noted).
+
+    Returns a JSON-ready dict (NaN → None), overall and in ``groups`` / ``event_types``:
+    ``n``, ``counts`` per status; ``loss_rate_mae`` / ``_bias`` / ``_n`` (bias = estimate −
+    truth), the same for ``parcel_loss_rate`` and ``damaged_area_mu`` when the truth has them;
+    ``coverage`` (share of ``coverage_n`` parcels whose [loss_rate_low, loss_rate_high] holds the
+    truth) and the mean ``interval_width``; ``survey_rate`` (status ``survey``);
+    ``payout_right_side`` (share of the ``payout_n`` automated decisions — ``estimated`` = paid,
+    ``below_threshold`` / ``not_affected`` = not paid — on the same side of the claim's
+    ``payout_threshold`` as the truth), ``paid_below_threshold``, ``unpaid_above_threshold``,
+    ``payout_undecided`` (other statuses); ``confusion`` ``{pay | no_pay: {status: count}}``
+    (truth at / above or below the threshold); ``status_agreement`` with a truth ``status``.
+    Overall only: ``kind`` ("claims"), ``basis`` (the truth rate compared with the interval and
+    the threshold: ``loss_rate``, else ``parcel_loss_rate``), ``statuses``, ``n_results``,
+    ``n_truth``, ``missing_from_results`` / ``without_truth`` (ids, ``parcel/event`` when keyed by
+    event) with ``n_…`` counts, ``by``, ``groups``, ``event_types``, ``notes``.
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"parcel_id": ["A", "B"], "crop": "winter_wheat",
+    ...                   "status": ["estimated", "below_threshold"], "loss_rate": [0.5, 0.2],
+    ...                   "loss_rate_low": [0.4, 0.1], "loss_rate_high": [0.6, 0.3],
+    ...                   "payout_threshold": 0.3})
+    >>> r = evaluate_claims(c, pd.DataFrame({"parcel_id": ["A", "B"], "loss_rate": ["70%", "25%"]}))
+    >>> round(r["loss_rate_mae"], 3), round(r["loss_rate_bias"], 3), r["coverage"]
+    (0.125, -0.125, 0.5)
+    """
+    notes: list[str] = []
+    tsrc, csrc = _source(truth, "truth table"), _source(claims, "claims")
+    t = pd.DataFrame(truth).rename(columns=find_columns(
+        [c for c in truth.columns if c != "_row"], TRUTH_ALIASES))
+    key = ["parcel_id", "event_id"] if {"event_id"} <= set(t.columns) & set(claims.columns) \
+        else ["parcel_id"]
+    t = _prepared(t, tsrc, key, fix="keep one row per parcel" + (" and event" if key[1:] else ""))
+    cols = [c for c in TRUTH_ALIASES if c in t.columns and c not in key]
+    rates = [c for c in CLAIM_TRUTH if c in t.columns]
+    if not rates:
+        raise InputError(f"no loss_rate or parcel_loss_rate column (headers: "
+                         f"{', '.join(map(str, truth.columns))}).", source=tsrc,
+                         fix="add the inspected loss rate as loss_rate (损失率) or parcel_loss_rate")
+    for col in rates + (["damaged_area_mu"] if "damaged_area_mu" in t.columns else []):
+        t[col] = (_rates(t[col], col, tsrc, t["_row"], notes) if col in rates
+                  else to_number(t[col]))
+    c = _prepared(claims, csrc, key, fix="add event_id to the truth table: the claims hold several "
+                                         "events per parcel").drop(columns="_row")
+    if "status" not in c.columns:
+        raise InputError("no status column.", source=csrc, fix="pass the claims agri3s wrote")
+    c["status"] = c["status"].astype("string").str.strip().str.lower().fillna("(blank)")
+    for col in NUMERIC:
+        if col in c.columns:
+            c[col] = pd.to_numeric(c[col], errors="coerce")
+    if "payout_threshold" not in c.columns:
+        notes.append("no payout_threshold column in the claims: no payout figures")
+    statuses = _statuses(c["status"], CLAIM_ORDER)
+    m, unmatched = _match(c, t, key, cols)
+    basis = rates[0]
+    figures = lambda part: _claim_figures(part, statuses, basis)  # noqa: E731
+    out = {"kind": "claims", "basis": basis, "statuses": statuses, "n_results": len(c),
+           "n_truth": len(t), **figures(m), **unmatched, "by": by,
+           "groups": _groups(m, by, figures, notes),
+           "event_types": _groups(m, "event_type", figures, []) if "event_type" in m else {},
+           "notes": notes}
+    return _clean(out)
+
+
+# --- files ----------------------------------------------------------------------------------------
+def evaluate(result: str | Path, truth: str | Path, *, out: str | Path | None = None,
+             by: str | None = "crop") -> dict:
+    """Back-test a result (folder or table) against a truth file; write the report to ``out``.
+
+    Verdicts or claims are evaluated by the truth's columns (loss rates → claims). The report
+    is that of :func:`evaluate_verdicts` / :func:`evaluate_claims` plus ``inputs`` (path and
+    SHA-256 of the result table and the truth) and, with ``out``, ``files`` written there:
+    ``evaluation.json``, ``confusion.csv``, ``summary.csv`` and, for verdicts, ``reliability.csv``.
+
+    Examples
+    --------
+    >>> evaluate("out/wheat", "验标结果.csv", out="out/wheat/evaluation")  # doctest: +SKIP
+    """
+    from ..outputs.export import file_sha256  # outputs sit below decisions: imported on use
+
+    truth_path = Path(truth)
+    t = read_truth(truth_path)
+    files = result_files(result)
+    names = set(t.columns) | set(find_columns([c for c in t.columns if c != "_row"],
+                                              TRUTH_ALIASES).values())
+    usable = [k for k in ("claims", "verdicts") if k in files
+              and names & set(CLAIM_TRUTH if k == "claims" else VERDICT_TRUTH)]
+    if not usable:
+        raise InputError(f"no truth column for the {' / '.join(files)} of {result} (headers: "
+                         f"{', '.join(c for c in t.columns if c != '_row')}).", source=truth_path,
+                         fix="verdicts need inspected_status, declaration_true or crop; claims "
+                             "need loss_rate or parcel_loss_rate")
+    kind = usable[0]
+    table = read_result(files[kind])
+    report = (evaluate_claims if kind == "claims" else evaluate_verdicts)(table, t, by=by)
+    report["inputs"] = {name: {"path": str(p), "sha256": file_sha256(p)}
+                        for name, p in (("result", files[kind]), ("truth", truth_path))}
+    if out is not None:
+        report["files"] = {k: str(p) for k, p in write_report(report, out).items()}
+    return report
+
+
+def _parts(report: dict) -> list[tuple[str, dict]]:
+    return ([("(all)", report)] + [(f"{report['by']}={k}", g) for k, g in report["groups"].items()]
+            + [(f"event_type={k}", g) for k, g in report.get("event_types", {}).items()])
+
+
+SUMMARY = {"verdicts": ("n", "balanced_accuracy", "balanced_accuracy_strict", "agreement",
+                        "review_rate", "automation_rate", "no_data_rate", "wrong",
+                        "wrong_confident", "brier", "ece"),
+           "claims": ("n", "loss_rate_mae", "loss_rate_bias", "parcel_loss_rate_mae",
+                      "parcel_loss_rate_bias", "coverage", "survey_rate", "payout_right_side",
+                      "paid_below_threshold", "unpaid_above_threshold")}
+
+
+COUNTS = ("n", "wrong", "wrong_confident", "paid_below_threshold", "unpaid_above_threshold")
+
+
+def summary_table(report: dict) -> pd.DataFrame:
+    """One row per group (``(all)`` first) with the headline figures of a report."""
+    rows = [{"group": name, **{k: fig.get(k) for k in SUMMARY[report["kind"]]}}
+            for name, fig in _parts(report)]
+    return pd.DataFrame(rows).dropna(axis=1, how="all")
+
+
+def confusion_table(report: dict) -> pd.DataFrame:
+    """The confusion tables of every group, long: ``group``, ``truth``, one column per status."""
+    rows = [{"group": name, "truth": row, **counts, "total": sum(counts.values())}
+            for name, fig in _parts(report) for row, counts in fig["confusion"].items()]
+    return pd.DataFrame(rows, columns=["group", "truth", *report["statuses"], "total"])
+
+
+def write_report(report: dict, out: str | Path) -> dict[str, Path]:
+    """Write ``confusion.csv``, ``summary.csv``, ``reliability.csv`` (verdicts) and, last,
+    ``evaluation.json`` (the whole report) atomically into the folder ``out``."""
+    from ..outputs.export import write_json, write_table
+
+    out = Path(out)
+    files = {"confusion.csv": write_table(confusion_table(report), out / "confusion.csv"),
+             "summary.csv": write_table(summary_table(report), out / "summary.csv")}
+    if report["kind"] == "verdicts":
+        rel = pd.DataFrame([{"group": name, **b} for name, fig in _parts(report)
+                            for b in fig["reliability"]])
+        files["reliability.csv"] = write_table(rel, out / "reliability.csv")
+    files["evaluation.json"] = out / "evaluation.json"
+    write_json({**report, "files": {k: str(p) for k, p in files.items()}}, files["evaluation.json"])
+    return files
+
+
+def report_tables(report: dict, *, listed: int = 10) -> dict[str, pd.DataFrame]:
+    """Tables to print (text cells): summary, overall confusion, reliability, unmatched parcels."""
+    def text(v, count: bool = False) -> str:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return "–"
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.0f}" if count else f"{v:.3f}"
+        return str(v)
+
+    summary = summary_table(report).set_index("group").T
+    counts = summary.index.isin(COUNTS)
+    summary = summary.astype(object).apply(lambda col: [text(v, c) for v, c in zip(col, counts)])
+    tables = {"summary": summary.rename_axis("").reset_index()}
+    conf = confusion_table(report)
+    conf = conf[conf["group"] == "(all)"].drop(columns="group")
+    tables["confusion (rows: truth, columns: status)" if report["kind"] == "verdicts" else
+           "payout (rows: truth at / above or below the payout threshold, columns: status)"
+           ] = conf.map(text)
+    if report["kind"] == "verdicts":
+        rel = pd.DataFrame(report["reliability"])
+        rel = rel[rel["n"] > 0]
+        tables[f"reliability of confidence ({report['n_calibrated']} green / red verdicts)"] = \
+            rel.map(text)
+    rows = [(what, report[f"n_{key}"], _first(report[key], listed)) for key, what in
+            (("missing_from_results", "truth parcels missing from the results"),
+             ("without_truth", "results without truth"), ("truth_blank", "truth left blank"))
+            if key in report]
+    tables["unmatched"] = pd.DataFrame(rows, columns=["", "n", "parcels"]).map(text)
+    if report["notes"]:
+        tables["notes"] = pd.DataFrame({"note": report["notes"]})
+    return tables
+
+
+def _clean(obj):
+    """JSON-ready: numpy scalars → Python, NaN / NA → None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list) and obj and isinstance(obj[0], str):
+        return obj  # parcel ids: already plain text
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer, int)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        return None if np.isnan(obj) else float(obj)
+    if obj is pd.NA or obj is None:
+        return None
+    return obj

@@ -1,0 +1,127 @@
+"""Which looks of a parcel series are usable: the SCL mask's verdict, then a temporal screen.
+
+Sen2Cor's SCL misses thin clouds, haze and the shadows of small clouds; on a parcel they show as
+one look whose NDVI drops sharply and is back on the next look — something no crop does (a
+harvest, a mowing or a flood does not recover within days). Sen4CAP / Sen2-Agri and Sentinel
+Hub's area monitoring screen such looks in time; so does :func:`screen_looks`, and where the
+series carries the blue band (``blue_mean``), a look much brighter in blue than both its
+neighbours is dropped too (clouds and haze are bright in blue; soil after a harvest stays
+bright on the next look as well, so a real change is not screened).
+
+Each look gets a flag (``look_flag``, CF ``flag_values`` / ``flag_meanings``), so the series says
+which looks were dropped and why; decisions use only ``look_flag == 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+#: ``look_flag`` values, in order: 0 a clear look, used; 1 masked as cloud, shadow or snow by the
+#: scene classification (or too little of the parcel clear); 2 no data (outside the imagery,
+#: no pixels); 3 a transient NDVI drop that recovers (cloud or shadow the SCL called clear);
+#: 4 much brighter in blue than both neighbouring looks (haze or cloud the SCL called clear).
+LOOK_FLAGS = ("clear", "masked", "no_data", "ndvi_dip", "blue_bright")
+CLEAR, MASKED, NO_DATA, NDVI_DIP, BLUE_BRIGHT = range(len(LOOK_FLAGS))
+
+
+@dataclass(frozen=True)
+class ScreenRules:
+    """Thresholds of the look screen (a job file's ``[screen]``)."""
+
+    #: Share of the parcel's weight that must be clear for the look to count at all.
+    min_clear_fraction: float = 0.6
+    #: A dip: NDVI below both neighbouring clear looks by more than this …
+    dip_ndvi: float = 0.12
+    #: … and by more than this share of their level (a cloud dims vegetation by a share) …
+    dip_share: float = 0.2
+    #: … with both neighbours within this many days, and the look after back to within half
+    #: the drop of the look before (a mown meadow or a harvest stays low on the next look).
+    max_neighbour_days: float = 16.0
+    #: Blue reflectance this much above both neighbours' marks haze or cloud.
+    blue_excess: float = 0.04
+
+
+def _neighbours(clear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per (parcel, time) the index of the previous and of the next clear look (−1 / T: none)."""
+    n_t = clear.shape[1]
+    idx = np.where(clear, np.arange(n_t), -1)
+    prev = np.maximum.accumulate(idx, axis=1)
+    prev = np.concatenate([np.full((len(idx), 1), -1), prev[:, :-1]], axis=1)
+    idx_next = np.where(clear, np.arange(n_t), n_t)
+    nxt = np.minimum.accumulate(idx_next[:, ::-1], axis=1)[:, ::-1]
+    nxt = np.concatenate([nxt[:, 1:], np.full((len(idx), 1), n_t)], axis=1)
+    return prev, nxt
+
+
+def _transients(values: np.ndarray, clear: np.ndarray, days: np.ndarray, rules: ScreenRules,
+                blue: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(NDVI dips, blue-bright looks) among the clear looks, judged against their neighbours."""
+    n_t = values.shape[1]
+    prev, nxt = _neighbours(clear)
+    has = (prev >= 0) & (nxt < n_t) & clear
+    p, q = np.clip(prev, 0, n_t - 1), np.clip(nxt, 0, n_t - 1)
+    rows = np.arange(len(values))[:, None]
+    near = has & (days[None, :] - days[p] <= rules.max_neighbour_days) \
+        & (days[q] - days[None, :] <= rules.max_neighbour_days)
+    y_p, y_n = values[rows, p], values[rows, q]
+    with np.errstate(invalid="ignore"):
+        level = np.minimum(y_p, y_n)
+        drop = level - values
+        dip = near & (drop > rules.dip_ndvi) & (drop > rules.dip_share * level) \
+            & (np.abs(y_n - y_p) < 0.5 * drop)
+        bright = np.zeros_like(dip)
+        if blue is not None:
+            b_ref = np.maximum(blue[rows, p], blue[rows, q])
+            bright = near & (blue - b_ref > rules.blue_excess) & ~dip
+    return dip, bright
+
+
+def screen_looks(series: xr.Dataset, rules: ScreenRules = ScreenRules()) -> xr.Dataset:
+    """The series with ``look_flag`` (parcel, time): which looks are clear and why the others
+    were dropped (see :data:`LOOK_FLAGS`); ``attrs["looks_dropped"]`` counts them by reason.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.date_range("2025-05-01", periods=5, freq="5D")
+    >>> s = xr.Dataset({"ndvi_mean": (("parcel", "time"), [[0.8, 0.8, 0.45, 0.8, 0.8]]),
+    ...                 "clear_fraction": (("parcel", "time"), [[1.0] * 5])},
+    ...                coords={"time": t})
+    >>> screen_looks(s)["look_flag"].values.tolist()   # the 0.45 look recovers: a cloud
+    [[0, 0, 3, 0, 0]]
+    """
+    values = series["ndvi_mean"].values.astype(np.float64)
+    cf = series["clear_fraction"].values
+    flag = np.full(values.shape, CLEAR, np.uint8)
+    no_data = ~np.isfinite(cf)
+    if "weight_sum" in series.coords:
+        no_data |= (series["weight_sum"].values <= 0)[:, None]
+    with np.errstate(invalid="ignore"):
+        masked = ~no_data & ((cf < rules.min_clear_fraction) | ~np.isfinite(values))
+    flag[masked] = MASKED
+    flag[no_data] = NO_DATA
+    days = ((series["time"].values - series["time"].values[0])
+            / np.timedelta64(1, "D")).astype(np.float64)
+    blue = series["blue_mean"].values.astype(np.float64) if "blue_mean" in series else None
+    # one pass: a look is judged against its clear neighbours (two cloudy looks in a row, each
+    # the other's neighbour, are not caught — the smoother's robust weights lean on them less)
+    dip, bright = _transients(values, flag == CLEAR, days, rules, blue)
+    flag[dip] = NDVI_DIP
+    flag[bright] = BLUE_BRIGHT
+    counts = {name: int((flag == k).sum()) for k, name in enumerate(LOOK_FLAGS) if k}
+    out = series.assign(look_flag=(("parcel", "time"), flag))
+    out["look_flag"].attrs.update(
+        flag_values=np.arange(len(LOOK_FLAGS), dtype=np.uint8), flag_meanings=" ".join(LOOK_FLAGS),
+        long_name="why a look was dropped (0: clear, used)")
+    out.attrs["looks_dropped"] = ", ".join(f"{k}={v}" for k, v in counts.items())
+    return out
+
+
+def clear_looks(series: xr.Dataset) -> np.ndarray:
+    """(parcel, time) bool: the looks decisions use (screened if not yet)."""
+    if "look_flag" not in series:
+        series = screen_looks(series)
+    return series["look_flag"].values == CLEAR

@@ -1,0 +1,322 @@
+"""Gap-aware Whittaker smoothing of parcel NDVI series, batched over parcels.
+
+The Whittaker smoother (Eilers 2003, "A perfect smoother", Anal. Chem. 75:3631) finds the curve
+``z`` that minimises ``Σ w_i (y_i − z_i)² + λ Σ (D z)_i²`` where ``D`` takes second *divided*
+differences over the acquisition days, so the roughness penalty — and with it ``λ`` — means the
+same whatever the revisit interval or the length of a cloudy gap. The solution solves
+``(W + λ DᵀD) z = W y``. All parcels share the dates, hence one pentadiagonal ``DᵀD``; only the
+weights differ, so the n systems are solved together by a banded LDLᵀ recursion that loops
+over the T dates with numpy operations across parcels (no loop over parcels).
+
+Zero-weight dates (cloudy, no data) are filled by the smoother itself: between looks the curve
+is the penalised (cubic-spline-like) interpolation. Before the first and after the last look
+the curve is held at its value there: nothing was seen, and ``phenology`` ignores those dates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agri_3s.errors import InputError
+
+#: λ in days⁴ (second divided differences over days), chosen by cross-validation on real series
+#: (held-out clear looks; robust fit): on Kenya 2019 field means (5-day revisit) the 5-fold error
+#: is flat within 1 % over 1e3 … 1e4 and the 30-day-gap error is lowest at 1e4; 1e5 is 10 %
+#: worse. Slovenia 2015–17 L1C pixels (4–69-day spacing, noisy cloud mask, mostly forest) favour
+#: 1e5 … 1e6 (5 % lower 5-fold, 19 % lower gap error), but there a 0.6-NDVI emergence within
+#: 30 days is blurred: its half-way day is off by > 4.6 days for 10 % of synthetic seasons at
+#: 1e5 (2.1 days at 1e4).
+DEFAULT_LAMBDA = 1.0e4
+
+#: Parcels with fewer weighted looks than this get NaN (three looks are the least that can show
+#: a curvature; with two the fit is a straight line).
+MIN_LOOKS = 3
+
+#: Robust (upper-envelope) reweighting, chosen over TIMESAT's fixed down-weighting and Chen et
+#: al.'s (2004) replace-by-fit because it is smooth in the residual and needs no tuning per
+#: sensor: residual cloud, haze and shadow only ever lower NDVI, so a look whose leave-one-out
+#: residual ``r`` is below the curve keeps the share ``(1 − (r / (ROBUST_CUTOFF · s))²)²`` of its
+#: weight (Tukey's bisquare, one-sided), ROBUST_MIN_SHARE past the cutoff; looks above the curve
+#: keep theirs. ``s`` is the parcel's robust spread of those residuals (first fit), floored at
+#: ``NOISE_FLOOR``.
+ROBUST_CUTOFF = 4.0
+#: Smallest residual spread assumed (NDVI): Sentinel-2 field means scatter ~0.01–0.02 on clear
+#: days, so a near-perfect first fit must not make every tiny negative residual an outlier.
+NOISE_FLOOR = 0.02
+#: Share of its weight a look keeps however far below the curve it lies: keeps the system
+#: positive definite when a short series has one high look and the rest far below.
+ROBUST_MIN_SHARE = 0.01
+#: Refits after the first fit. Measured on flat series with 8 % cloud dips: the share whose
+#: curve spans > 0.15 NDVI (an invented cycle) is 55 % plain, 2.9 % after one refit, 1.4 % after
+#: two, 1.2 % after three; each refit costs ~2 s per million parcels × 70 dates.
+ROBUST_ITERATIONS = 2
+
+#: Parcels solved together; bounds memory at ~(12 × T × 8) bytes per parcel of the chunk and
+#: keeps the recursion's vectors in cache.
+CHUNK_PARCELS = 8192
+
+
+def difference_penalty(days: np.ndarray) -> np.ndarray:
+    """The second-divided-difference matrix ``D`` ((T − 2) × T) over unevenly spaced days.
+
+    Row i is the divided difference ``z[t_i, t_i+1, t_i+2]`` (Eilers' ``ddmat(x, 2)``): for an
+    even spacing h it equals ``Δ²z / (2 h²)``, so a λ here matches ``λ / (4 h⁴)`` of the classic
+    unit-spacing smoother (h = 5 days: λ = 1e4 ↔ 4).
+
+    >>> difference_penalty(np.array([0.0, 1.0, 2.0]))
+    array([[ 0.5, -1. ,  0.5]])
+    """
+    days = np.asarray(days, dtype=np.float64)
+    t = days.size
+    first = np.zeros((t - 1, t))
+    idx = np.arange(t - 1)
+    first[idx, idx], first[idx, idx + 1] = -1.0, 1.0
+    first /= np.diff(days)[:, None]
+    second = (first[1:] - first[:-1]) / (days[2:] - days[:-2])[:, None]
+    return second
+
+
+def _penalty_bands(days: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Diagonal, first and second off-diagonal of ``λ DᵀD`` (pentadiagonal, symmetric)."""
+    d = difference_penalty(days)
+    p = lam * (d.T @ d)
+    t = days.size
+    return (p[np.arange(t), np.arange(t)].copy(),
+            p[np.arange(t - 1), np.arange(1, t)].copy(),
+            p[np.arange(t - 2), np.arange(2, t)].copy())
+
+
+def _solve(w: np.ndarray, wy: np.ndarray, bands: tuple[np.ndarray, np.ndarray, np.ndarray]
+           ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Solve ``(diag(w) + P) z = wy`` for every column; ``w``, ``wy`` are (T, c) float64.
+
+    Banded LDLᵀ without pivoting (the matrix is symmetric positive definite when a column has
+    at least two weighted looks). ``P``'s off-diagonals are the same for all columns, so only
+    the diagonal and the factors are vectors over parcels. In-place ufuncs: this loop is the
+    smoother's whole cost. Returns z and the factors (d, l1, l2) for `_leverage`.
+    """
+    p0, p1, p2 = bands
+    t, c = w.shape
+    d = np.add(w, p0[:, None])   # diagonal of A, becomes D of LDLᵀ row by row
+    l1 = np.zeros((t, c))        # L[i, i-1]
+    l2 = np.zeros((t, c))        # L[i, i-2]
+    u = wy.copy()                # forward substitution, then z
+    e = np.empty(c)
+    tmp = np.empty(c)
+    if t > 1:
+        np.divide(p1[0], d[0], out=l1[1])
+        d[1] -= l1[1] * p1[0]
+        u[1] -= l1[1] * u[0]
+    for i in range(2, t):
+        # A[i,i-2] = l2[i] d[i-2];  A[i,i-1] = l1[i] d[i-1] + l2[i] d[i-2] l1[i-1]
+        np.divide(p2[i - 2], d[i - 2], out=l2[i])
+        np.multiply(l1[i - 1], -p2[i - 2], out=e)
+        e += p1[i - 1]                                   # = l1[i] d[i-1]
+        np.divide(e, d[i - 1], out=l1[i])
+        e *= l1[i]
+        d[i] -= e
+        np.multiply(l2[i], p2[i - 2], out=tmp)
+        d[i] -= tmp
+        np.multiply(l1[i], u[i - 1], out=tmp)
+        u[i] -= tmp
+        np.multiply(l2[i], u[i - 2], out=tmp)
+        u[i] -= tmp
+    u /= d
+    if t > 1:
+        u[t - 2] -= l1[t - 1] * u[t - 1]
+    for i in range(t - 3, -1, -1):
+        np.multiply(l1[i + 1], u[i + 1], out=tmp)
+        u[i] -= tmp
+        np.multiply(l2[i + 2], u[i + 2], out=tmp)
+        u[i] -= tmp
+    return u, (d, l1, l2)
+
+
+def _leverage(w: np.ndarray, factors: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Hat-matrix diagonal ``h_ii = w_i (A⁻¹)_ii`` from the LDLᵀ factors of A, (T, c).
+
+    Takahashi's recursion for the band of ``Σ = A⁻¹``, backwards over the dates:
+    ``Σ_ij = δ_ij / d_i − Σ_k>i L_ki Σ_kj`` (j = i, i+1, i+2 needs only band entries).
+    """
+    d, l1, l2 = factors
+    t, c = d.shape
+    s0 = np.empty_like(d)           # Σ_ii
+    s1 = np.zeros_like(d)           # Σ_i,i+1
+    s2 = np.empty(c)                # Σ_i,i+2 (only the current row is needed)
+    tmp = np.empty(c)
+    np.divide(1.0, d, out=s0)       # 1 / d_i, corrected below
+    if t > 1:
+        s1[t - 2] = -l1[t - 1] * s0[t - 1]
+        s0[t - 2] -= l1[t - 1] * s1[t - 2]
+    for i in range(t - 3, -1, -1):
+        np.multiply(l1[i + 1], s1[i + 1], out=s2)
+        np.multiply(l2[i + 2], s0[i + 2], out=tmp)
+        s2 += tmp
+        np.negative(s2, out=s2)
+        np.multiply(l1[i + 1], s0[i + 1], out=s1[i])
+        np.multiply(l2[i + 2], s1[i + 1], out=tmp)
+        s1[i] += tmp
+        np.negative(s1[i], out=s1[i])
+        np.multiply(l1[i + 1], s1[i], out=tmp)
+        s0[i] -= tmp
+        np.multiply(l2[i + 2], s2, out=tmp)
+        s0[i] -= tmp
+    s0 *= w
+    return s0
+
+
+def _look_scale(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``√w`` as (c, T) float32 with NaN where ``w == 0``, and the looks per column: computed
+    once per chunk for `_robust_sd`."""
+    scale = np.sqrt(w.T, dtype=np.float32)
+    scale[scale == 0] = np.nan
+    return scale, np.count_nonzero(w > 0, axis=0)
+
+
+def _robust_sd(r: np.ndarray, look_scale: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """1.4826 × MAD of the weighted residuals ``√w · r`` over the looks (``w > 0``), per column
+    of the (T, c) residuals ``r``: σ of a fully weighted look for Gaussian noise, unmoved by a
+    few cloud dips. NaN for a column without looks."""
+    scale, k = look_scale
+    x = r.T.astype(np.float32)
+    x *= scale                                   # NaN off the looks; NaN sorts last
+    rows = np.arange(x.shape[0])
+    lo, hi = np.maximum(k - 1, 0) // 2, np.maximum(k, 1) // 2
+
+    def median(a: np.ndarray) -> np.ndarray:
+        a.sort(axis=1)
+        return 0.5 * (a[rows, lo] + a[rows, hi])
+
+    x -= median(x.copy())[:, None]
+    np.abs(x, out=x)
+    return np.where(k > 0, 1.4826 * median(x), np.nan)
+
+
+def _hold_ends(z: np.ndarray, look: np.ndarray) -> None:
+    """Hold the curve at its first / last look's value before / after them, in place.
+
+    The penalty alone would extend the end slope as a straight line, which runs off by tenths
+    of NDVI within a few dates when the last looks are noisy; nothing observed supports it.
+    """
+    t = z.shape[0]
+    cols = np.arange(z.shape[1])
+    first = np.argmax(look, axis=0)
+    last = t - 1 - np.argmax(look[::-1], axis=0)
+    rows = np.arange(t)[:, None]
+    np.copyto(z, z[first, cols], where=rows < first)
+    np.copyto(z, z[last, cols], where=rows > last)
+
+
+def _check(values: np.ndarray, weights: np.ndarray, days: np.ndarray, lam: float
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    values = np.asarray(values)
+    weights = np.asarray(weights)
+    days = np.asarray(days, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[None]
+    if weights.ndim == 1:
+        weights = weights[None]
+    if values.ndim != 2:
+        raise InputError(f"values must be (parcel, time), got shape {values.shape}",
+                         source="whittaker", fix="pass one row per parcel")
+    if weights.shape != values.shape:
+        raise InputError(f"weights shape {weights.shape} differs from values {values.shape}",
+                         source="whittaker", fix="give one weight per parcel and date")
+    if days.ndim != 1 or days.size != values.shape[1]:
+        raise InputError(f"days has {days.size} entries for {values.shape[1]} dates",
+                         source="whittaker", fix="give one day number per date column")
+    if days.size and (not np.all(np.isfinite(days)) or np.any(np.diff(days) <= 0)):
+        raise InputError("days must be finite and strictly increasing",
+                         source="whittaker",
+                         fix="sort the dates and merge acquisitions of the same day first")
+    if not (np.isfinite(lam) and lam > 0):
+        raise InputError(f"lam must be a positive number, got {lam!r}", source="whittaker",
+                         fix=f"use e.g. the default {DEFAULT_LAMBDA:g} (days⁴)")
+    return values, weights, days
+
+
+def whittaker(values: np.ndarray, weights: np.ndarray, days: np.ndarray, *,
+              lam: float = DEFAULT_LAMBDA, robust: bool = True,
+              chunk: int = CHUNK_PARCELS) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth each parcel's NDVI series and fill its cloudy dates.
+
+    Parameters
+    ----------
+    values : (n_parcels, n_times) NDVI, NaN where there is no clear look.
+    weights : (n_parcels, n_times) in [0, 1], e.g. the clear fraction of the parcel; a NaN
+        value or a NaN weight counts as weight 0.
+    days : (n_times,) day numbers, strictly increasing (uneven spacing is fine).
+    lam : smoothness λ in days⁴ (second divided differences over days). Larger is smoother.
+    robust : fit the upper envelope: looks well below a first fit (residual cloud, haze,
+        shadow — they only ever lower NDVI) lose weight and the curve is refitted.
+    chunk : parcels solved at once (memory ~ 100 × n_times bytes per parcel of a chunk).
+
+    Returns
+    -------
+    smoothed : (n_parcels, n_times) float32, NaN for parcels with fewer than 3 weighted looks;
+        held constant before the first and after the last weighted look.
+    residual_sd : (n_parcels,) float32, 1.4826 × weighted MAD of ``values − smoothed`` at the
+        weighted looks (the weights are the input weights): the parcel's noise level in NDVI.
+
+    Examples
+    --------
+    >>> days = np.arange(0.0, 100.0, 5.0)
+    >>> y = np.where(days < 50, 0.2, 0.8)[None]
+    >>> w = np.ones_like(y); w[0, 3] = 0.0
+    >>> z, sd = whittaker(y, w, days, lam=1e3)
+    >>> bool(abs(z[0, 3] - 0.2) < 0.05), bool(z[0, -1] > 0.75)
+    (True, True)
+    """
+    values, weights, days = _check(values, weights, days, lam)
+    n, t = values.shape
+    smoothed = np.full((n, t), np.nan, dtype=np.float32)
+    residual_sd = np.full(n, np.nan, dtype=np.float32)
+    if n == 0 or t < MIN_LOOKS:
+        return smoothed, residual_sd
+    bands = _penalty_bands(days, lam)
+    for lo in range(0, n, chunk):
+        hi = min(lo + chunk, n)
+        y = values[lo:hi].T.astype(np.float64)            # (T, c): time rows are contiguous
+        w0 = weights[lo:hi].T.astype(np.float64)
+        if np.any(w0 < 0) or np.any(w0 > 1 + 1e-6):
+            raise InputError("weights must lie in [0, 1]", source="whittaker",
+                             fix="pass the clear fraction (0 = no look, 1 = fully clear)")
+        bad = ~np.isfinite(y) | ~np.isfinite(w0)
+        w0[bad] = 0.0
+        y[bad] = 0.0
+        enough = (w0 > 0).sum(axis=0) >= MIN_LOOKS
+        if not enough.any():
+            continue
+        # columns with too few looks are solved as dummies (flat weight) and blanked afterwards
+        w0[:, ~enough] = 1.0
+        z, factors = _solve(w0, w0 * y, bands)
+        looks = _look_scale(w0)
+        if robust:
+            # Depth below the curve fitted *without* the look (leave-one-out residual
+            # r / (1 − h)): a dip at the first or last look pulls its own fit down and hides
+            # in its plain residual; its leave-one-out residual does not.
+            w = w0
+            cut = None
+            for _ in range(ROBUST_ITERATIONS):
+                slack = np.maximum(1.0 - _leverage(w, factors), 1e-6)
+                loo = np.subtract(y, z, out=z)
+                loo /= slack
+                if cut is None:             # one spread, from the first fit
+                    cut = ROBUST_CUTOFF * np.maximum(_robust_sd(loo, looks), NOISE_FLOOR)
+                w = np.negative(loo, out=loo)              # depth below the curve …
+                np.maximum(w, 0.0, out=w)
+                w /= cut
+                np.minimum(w, 1.0, out=w)                  # … as a share u of the cutoff
+                np.square(w, out=w)
+                np.subtract(1.0, w, out=w)
+                np.square(w, out=w)                        # bisquare (1 − u²)²
+                np.maximum(w, ROBUST_MIN_SHARE, out=w)
+                w *= w0
+                z, factors = _solve(w, w * y, bands)
+        sd = _robust_sd(y - z, looks)
+        _hold_ends(z, w0 > 0)
+        z[:, ~enough] = np.nan
+        sd[~enough] = np.nan
+        smoothed[lo:hi] = z.T
+        residual_sd[lo:hi] = sd
+    return smoothed, residual_sd

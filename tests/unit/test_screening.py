@@ -1,0 +1,64 @@
+"""The look screen: SCL's verdict first, then looks that drop and recover within days."""
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from agri_3s.sources.base import INVALID_SCL
+from agri_3s.timeseries.masking import clear_mask
+from agri_3s.timeseries.screening import (
+    BLUE_BRIGHT,
+    CLEAR,
+    MASKED,
+    NDVI_DIP,
+    NO_DATA,
+    screen_looks,
+)
+
+
+def _series(ndvi, clear=None, blue=None, every="5D", weight=10.0):
+    ndvi = np.atleast_2d(np.asarray(ndvi, float))
+    n, t = ndvi.shape
+    data = {"ndvi_mean": (("parcel", "time"), ndvi),
+            "clear_fraction": (("parcel", "time"),
+                               np.ones_like(ndvi) if clear is None else np.atleast_2d(clear))}
+    if blue is not None:
+        data["blue_mean"] = (("parcel", "time"), np.atleast_2d(np.asarray(blue, float)))
+    return xr.Dataset(data, coords={"time": pd.date_range("2025-05-01", periods=t, freq=every),
+                                    "weight_sum": ("parcel", np.full(n, weight))})
+
+
+def test_snow_and_unclassified_are_not_clear_ground():
+    assert 11 in INVALID_SCL and 7 in INVALID_SCL and 2 not in INVALID_SCL
+    scl = np.array([[4, 5, 11, 7, 2, 6]], np.uint8)
+    assert clear_mask(scl, dilation_px=0).tolist() == [[True, True, False, False, True, True]]
+
+
+def test_a_drop_that_recovers_is_a_cloud_a_drop_that_stays_is_not():
+    flags = screen_looks(_series([
+        [0.80, 0.81, 0.45, 0.80, 0.82, 0.80],   # cloud SCL missed: down one look, back
+        [0.80, 0.81, 0.45, 0.47, 0.55, 0.65],   # mown: stays low on the next look
+        [0.80, 0.78, 0.30, 0.22, 0.20, 0.20],   # harvested
+        [0.20, 0.21, 0.12, 0.20, 0.21, 0.20],   # bare soil: a 0.09 wiggle is not screened
+    ]))["look_flag"].values
+    assert flags[0].tolist() == [CLEAR, CLEAR, NDVI_DIP, CLEAR, CLEAR, CLEAR]
+    assert (flags[1:] == CLEAR).all()
+
+
+def test_neighbours_far_apart_do_not_judge_a_look():
+    # 20 days on each side: too long for "recovers within days"
+    flags = screen_looks(_series([[0.8, 0.45, 0.8]], every="20D"))["look_flag"].values
+    assert (flags == CLEAR).all()
+
+
+def test_brighter_in_blue_than_both_neighbours_is_haze():
+    s = _series([[0.70, 0.70, 0.66, 0.70, 0.70]], blue=[0.04, 0.04, 0.11, 0.045, 0.04])
+    assert screen_looks(s)["look_flag"].values[0].tolist() == [0, 0, BLUE_BRIGHT, 0, 0]
+
+
+def test_masked_and_no_data_looks_are_said_and_counted():
+    s = _series([[0.8, np.nan, 0.8, 0.8]], clear=[[1.0, 0.0, 0.3, np.nan]])
+    out = screen_looks(s)
+    assert out["look_flag"].values[0].tolist() == [CLEAR, MASKED, MASKED, NO_DATA]
+    assert out["look_flag"].attrs["flag_meanings"].split()[NDVI_DIP] == "ndvi_dip"
+    assert "masked=2" in out.attrs["looks_dropped"] and "no_data=1" in out.attrs["looks_dropped"]
