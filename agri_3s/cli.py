@@ -159,12 +159,19 @@ def evaluate_cmd(result: Path, truth: Path,
                      None, "--out", help="write evaluation.json, confusion.csv, summary.csv, "
                                          "reliability.csv here"),
                  by: str = typer.Option("crop", help="group figures by this result column; "
-                                                     "'none' for overall figures only")):
+                                                     "'none' for overall figures only"),
+                 fit_calibration: Path | None = typer.Option(
+                     None, help="also fit a confidence calibration table on these inspections "
+                                "and write it here (use it with underwrite --calibration)")):
     """Back-test verdicts or claims against field inspections (验标 / 查勘 results)."""
     from rich.markup import escape
     from rich.table import Table
 
-    from .decisions.evaluate import evaluate, report_tables
+    from .decisions.evaluate import evaluate, fit_confidence_calibration, report_tables
+
+    if fit_calibration is not None:
+        fitted = fit_confidence_calibration(result, truth, fit_calibration)
+        out.print(f"calibration fitted on {fitted['parcels']} parcels: {fitted['path']}")
 
     report = evaluate(result, truth, out=out_dir, by=None if by.lower() == "none" else by)
     out.print(f"[bold]{report['kind']}[/bold] of {escape(report['inputs']['result']['path'])} "

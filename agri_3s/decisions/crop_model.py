@@ -252,8 +252,13 @@ def judge_declarations(crop_model, values, ok, days, w, declared: np.ndarray,
     report["agreement_with_declarations"] = round(float(
         (best[known] == declared[known]).mean()), 4) if known.any() else None
     # how well this batch's crops can be told apart: the mean share of each learnt crop's
-    # parcels the (cross-fitted) model gives back to that crop
+    # parcels the (cross-fitted) model gives back to that crop (balanced recall)
     recall = [float((best[known & (declared == c)] == c).mean()) for c in classes
               if (known & (declared == c)).any()]
-    report["separability"] = round(float(np.mean(recall)), 4) if len(recall) >= 2 else None
+    if len(recall) >= 2:  # chance-corrected, on the scale of "probability a verdict is right":
+        chance = 1.0 / len(recall)  # 0.5 when the crops look alike, 1 when always told apart
+        kappa = max(0.0, (float(np.mean(recall)) - chance) / (1.0 - chance))
+        report["separability"] = round(0.5 + 0.5 * kappa, 4)
+    else:
+        report["separability"] = None
     return p_declared, likeliest, report

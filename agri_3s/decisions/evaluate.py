@@ -561,6 +561,37 @@ def evaluate(result: str | Path, truth: str | Path, *, out: str | Path | None = 
     return report
 
 
+def fit_confidence_calibration(result: str | Path, truth: str | Path, path: str | Path) -> dict:
+    """Fit an insurer's own confidence calibration on its inspections: the verdicts'
+    ``p_declared`` against whether each declaration was found true (green / red verdicts and
+    reviewed ones alike), written to ``path`` for ``agri3s underwrite --calibration``."""
+    from .confidence import fit_calibration
+
+    verdicts = read_result(result_files(result)["verdicts"]) if Path(result).is_dir() else \
+        read_result(result)
+    if "p_declared" not in verdicts.columns:
+        raise InputError("the verdicts have no p_declared column.", source=result,
+                         fix="pass verdicts written by this version of agri3s underwrite")
+    t = _prepared(read_truth(truth), str(truth), ["parcel_id"], TRUTH_ALIASES)
+    column = next((c for c in VERDICT_TRUTH if c in t.columns), None)
+    if column is None:
+        raise InputError("no truth column.", source=truth,
+                         fix="add inspected_status, declaration_true or crop")
+    v = _prepared(verdicts, str(result), ["parcel_id"]).drop(columns="_row")
+    m, _ = _match(v, t, ["parcel_id"], [column, "_row"])
+    label = _labels(m, column, str(truth))
+    p = pd.to_numeric(m["p_declared"], errors="coerce")
+    use = label.isin(["accept", "reject"]) & p.notna()
+    if use.sum() < 30:
+        raise InputError(f"only {int(use.sum())} inspected parcels with a probability.",
+                         source=truth, fix="fit a calibration on at least 30 (better hundreds) "
+                                           "inspected parcels")
+    fit_calibration(p[use].to_numpy(float), (label[use] == "accept").to_numpy(),
+                    fitted_on=f"{int(use.sum())} inspected parcels of {Path(truth).name}",
+                    path=path)
+    return {"parcels": int(use.sum()), "path": str(path)}
+
+
 def _parts(report: dict) -> list[tuple[str, dict]]:
     return ([("(all)", report)] + [(f"{report['by']}={k}", g) for k, g in report["groups"].items()]
             + [(f"event_type={k}", g) for k, g in report.get("event_types", {}).items()])
