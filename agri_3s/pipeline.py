@@ -21,7 +21,14 @@ from .crs import metric_crs
 from .decisions.calendar import load_calendars
 from .decisions.confidence import calibration_source
 from .decisions.indemnity import PolicyTerms, claims_table
-from .decisions.loss import Event, LossParams, estimate_losses, load_event, post_windows
+from .decisions.loss import (
+    Event,
+    LossParams,
+    estimate_losses,
+    history_start,
+    load_event,
+    post_windows,
+)
 from .decisions.planting import LOOKBACK, PlantingRules, verify_planting
 from .errors import InputError, require
 from .outputs.export import atomic_path, write_manifest, write_table
@@ -265,7 +272,7 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
                          fix="add the policy id and the sum insured per mu for each parcel")
     source = open_source(imagery)
     (_, post_end), _ = post_windows(event)
-    start = event.date - dt.timedelta(days=params.pre_days + 5)
+    start = history_start(event, params)  # a year back: each parcel's own bare looks
     end = event.last_day + dt.timedelta(days=post_end + 5)
     series = compute_series(gdf, source, start, end, progress, scheduler)
     metric = gdf.to_crs(metric_crs(gdf))

@@ -45,6 +45,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "PERMANENT_VEGETATION": ("既无裸土苗床/返青上升，也无收获：草地、多年生植被或林地，非申报作物",
                              "neither a bare seedbed (or a rise from the winter) nor a harvest: "
                              "a meadow, a perennial or woodland, not the declared crop"),
+    "REGROWTH": ("{date} 冠层回落后再次生长（收获期之前）：刈割草地或覆盖作物后另种作物，需复核",
+                 "the canopy fell on {date}, before the harvest window, and grew again: a mown "
+                 "meadow, or another crop after a cover crop — review"),
     "SOWN_IN_PEAK": ("{date} 峰值期内仍为裸土，冠层出现在其后：为之后播种的作物，非申报作物",
                      "bare soil on {date} inside the peak window, the canopy only after it: a crop "
                      "sown later, not the declared one"),
@@ -83,6 +86,30 @@ REASONS: dict[str, tuple[str, str]] = {
     "TOTAL_LOSS": ("损失率 {rate:.0%} 达到全损标准 {total:.0%}，按全损赔付",
                    "loss rate {rate:.0%} reaches total loss at {total:.0%}: paid as a total loss"),
     "FLOODED": ("灾后观测到水淹面积约 {pct:.0%}", "about {pct:.0%} of the parcel seen flooded after the event"),
+    "NO_PRE_EVENT_CANOPY": ("灾前NDVI {ndvi:.2f} 高出裸土（{soil:.2f}）不足 {min:.2f}：无可比较的作物冠层",
+                            "NDVI {ndvi:.2f} before the event is less than {min:.2f} above bare "
+                            "soil ({soil:.2f}): no canopy to lose"),
+    "FAR_NEIGHBOURS": ("以最近的 {n} 块健康同类地块为对照（最远 {km:.1f} 公里）",
+                       "baseline from the {n} nearest healthy same-crop parcels (up to {km:.1f} km "
+                       "away)"),
+    "OWN_PAST_SEASONS": ("以本地块往年同期（{years} 年）的长势变化为对照",
+                         "baseline from the parcel's own past seasons over the same calendar "
+                         "window ({years} year(s))"),
+    "NO_BASELINE": ("无可用对照：无健康同类地块，序列也无往年同期观测",
+                    "no baseline: no healthy same-crop parcel and no past season in the series"),
+    "NO_COMMON_CLEAR_DATE": ("灾后晴空日期上无足够的健康同类地块观测",
+                             "no post-event date on which both the parcel and enough healthy "
+                             "same-crop parcels were seen clear"),
+    "FOOTPRINT_EDGE": ("地块仅 {share:.0%} 在灾害范围内（不足 {min:.0%}）：边缘地块，不按受灾估损，也不作健康对照",
+                       "only {share:.0%} of the parcel lies inside the event footprint (under "
+                       "{min:.0%}): an edge parcel, neither assessed as hit nor used as a healthy "
+                       "neighbour"),
+    "SURVEY_REQUIRED": ("损失率区间 {low:.0%}–{high:.0%} 跨越{level_zh}，需现场查勘定损；所列赔款为按点估计的暂估值",
+                        "loss range {low:.0%}–{high:.0%} straddles the {level_en}: field survey "
+                        "needed; the indemnity shown is provisional (from the point estimate)"),
+    "SURVEY_EDGE": ("边缘地块损失率可能达 {high:.0%}（起赔点 {threshold:.0%}），需现场查勘；所列赔款为暂估值",
+                    "edge parcel whose loss may reach {high:.0%} (payout threshold "
+                    "{threshold:.0%}): field survey needed; the indemnity shown is provisional"),
     # overlap / duplicate insurance, monitoring units (parcels/overlap.py, parcels/units.py)
     "OVERLAP": ("与地块 {other}（来源：{source}）重叠 {area_mu:.2f} 亩，占本地块 {share:.0%}",
                 "overlaps parcel {other} ({source}) by {area_mu:.2f} mu, {share:.0%} of this parcel"),

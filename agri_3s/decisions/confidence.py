@@ -47,9 +47,11 @@ def raw_probability(e, w, rules, weight: np.ndarray, p_model: np.ndarray, why) -
         if kind in ("red", "yellow"):
             score -= mask * (RED_WEIGHT if kind == "red" else YELLOW_WEIGHT)
     score += np.where(np.isfinite(p_model), _logit(p_model), 0.0)
-    # seen little → closer to "don't know"
+    # seen little → closer to "don't know": few looks, few pixels, and each calendar window
+    # (sowing, peak, harvest) left unobserved takes a third of the evidence away
+    windows = ((e.n_sowing > 0).astype(float) + (e.n_peak > 0) + (e.n_harvest > 0)) / 3
     seen = (np.minimum(1.0, e.n_season / 10) * np.minimum(1.0, (e.n_peak + 1) / 3)
-            * np.sqrt(np.minimum(1.0, weight / 8)))
+            * np.sqrt(np.minimum(1.0, weight / 8)) * np.maximum(windows, 1 / 3))
     return 1.0 / (1.0 + np.exp(-score * seen))
 
 

@@ -135,6 +135,7 @@ class Evidence:
     harvest_min: np.ndarray   # lowest NDVI in the harvest window (and 15 days after)
     bare_in_peak_day: np.ndarray  # bare soil in the peak window with the canopy after it
     rise_base: np.ndarray     # lowest NDVI from the series' start to the canopy
+    regrowth_day: np.ndarray  # the trough before a second growth (NaN: none)
     planted_fraction: np.ndarray
 
 
@@ -186,8 +187,16 @@ def gather(values: np.ndarray, p75: np.ndarray, veg: np.ndarray, water: np.ndarr
     lost = ok & reached & (y <= soil[:, None]) & ~(water >= 0.3) & (
         days[None, :] < (w.harvest[0] - lost_before_harvest_days)[:, None])
     lost_day = at_index(days, first(lost))
-    # the lowest look from the series' start to the canopy: an annual crop rises from it
+    # a second growth: after the canopy, a fall (before the harvest window: not a harvest)
+    # and a rise again — mowing, or a crop after a cover crop
     t_all = np.arange(len(days))[None, :]
+    after_canopy = ok & (t_all > canopy_at[:, None]) & (canopy_at[:, None] >= 0)
+    trough, trough_at = masked_min(values, after_canopy & (
+        days[None, :] < w.harvest[0][:, None]))
+    regrown, _ = masked_max(values, after_canopy & (t_all > trough_at[:, None])
+                            & (trough_at[:, None] >= 0))
+    regrowth = (canopy_mean - trough >= 0.2) & (regrown - trough >= 0.12)
+    # the lowest look from the series' start to the canopy: an annual crop rises from it
     rise_base, _ = masked_min(values, ok & (t_all < canopy_at[:, None]))
     # bare soil inside the peak window with the canopy only after it: a crop sown then
     bare_peak = first(peak & (y <= soil[:, None]))
@@ -219,6 +228,7 @@ def gather(values: np.ndarray, p75: np.ndarray, veg: np.ndarray, water: np.ndarr
         emergence_day=emergence_day, late_canopy_day=late_canopy_day, lost_day=lost_day,
         harvest_min=harvest_min, bare_in_peak_day=np.where(
             sown_in_peak, at_index(days, bare_peak), np.nan), rise_base=rise_base,
+        regrowth_day=np.where(regrowth, at_index(days, trough_at), np.nan),
         planted_fraction=planted)
 
 

@@ -101,7 +101,7 @@ class PlantingRules:
 #: Reasons that say the parcel needs a look but not that another crop is there: the crop model
 #: may settle them either way.
 SOFT_REVIEW = {"NEAR_THRESHOLD", "NO_SEEDBED", "NO_HARVEST", "CANOPY_LOST", "NO_EMERGENCE",
-               "NO_SEASONAL_RISE"}
+               "NO_SEASONAL_RISE", "REGROWTH"}
 #: Red reasons about the crop's timing, which a confident crop model can send to review.
 SOFT_RED = {"CROP_MISMATCH_SOWING", "EMERGED_BEFORE_SOWING", "CROP_MISMATCH_TIMING",
             "SOWN_IN_PEAK", "PERMANENT_VEGETATION"}
@@ -274,6 +274,8 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
             rise=e.canopy_mean - e.rise_base, min=rules.min_season_rise)
     sown_late = canopy_ok & np.isfinite(e.bare_in_peak_day)
     why.add("SOWN_IN_PEAK", "red", sown_late, date=_dates(e.bare_in_peak_day, origin).astype(str))
+    why.add("REGROWTH", "yellow", canopy_ok & ~sown_late & np.isfinite(e.regrowth_day),
+            date=_dates(e.regrowth_day, origin).astype(str))
     lost = canopy_ok & np.isfinite(e.lost_day) & ~sown_late
     why.add("CANOPY_LOST", "yellow", lost, date=_dates(e.lost_day, origin).astype(str))
     # no harvest: the harvest window was seen at least twice and never came near stubble

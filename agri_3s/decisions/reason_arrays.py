@@ -2,10 +2,18 @@
 
 A province has a million parcels but only a few distinct reason texts: each reason is filled
 once per distinct set of values (rounded to the precision the texts show) and spread to its
-parcels with array indexing, so no Python code runs per parcel.
+parcels with array indexing. Two forms:
+
+* :func:`empty_reasons` / :func:`add_reason` — the three columns as object arrays (a reason
+  is appended with one vectorised string concatenation over its parcels);
+* :class:`BatchReasons` — one small table of distinct reason lists and an index per parcel:
+  appending makes the new lists once per distinct (list, reason) pair, so no string at all is
+  built per parcel and the final columns hold references to shared strings (for a province).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -14,6 +22,23 @@ from ..reasons import reason
 
 COLUMNS = ("reasons", "reasons_zh", "reasons_en")
 _SEPARATORS = (";", "；", "; ")
+
+
+def _texts(code: str, mask: np.ndarray, values: dict) -> tuple[np.ndarray, np.ndarray, list]:
+    """Rows where ``mask``, each row's index into the distinct texts, and those texts."""
+    rows = np.flatnonzero(mask)
+    names = list(values)
+    arrays = []
+    for name in names:
+        v = np.asarray(values[name])
+        v = np.broadcast_to(v, mask.shape)[rows] if v.ndim else np.full(rows.size, v)
+        arrays.append(np.round(v.astype(np.float64), 4) if v.dtype.kind == "f" else v)
+    if not rows.size:
+        return rows, rows, []
+    if not arrays:
+        return rows, np.zeros(rows.size, np.int64), [reason(code)]
+    which, distinct = pd.MultiIndex.from_arrays(arrays, names=names).factorize()
+    return rows, which, [reason(code, **dict(zip(names, key))) for key in distinct]
 
 
 def empty_reasons(n: int) -> dict[str, np.ndarray]:
@@ -27,10 +52,8 @@ def empty_reasons(n: int) -> dict[str, np.ndarray]:
 
 def add_reason(columns: dict[str, np.ndarray], code: str, mask: np.ndarray,
                **values: object) -> None:
-    """Append reason ``code`` to the parcels where ``mask``, filled with ``values``.
-
-    ``values`` are scalars or arrays over all parcels (floats are rounded to 4 decimals before
-    the texts are made, so a batch has few distinct texts).
+    """Append reason ``code`` to the parcels where ``mask``, filled with ``values`` (scalars or
+    arrays over all parcels; floats are rounded to 4 decimals before the texts are made).
 
     Examples
     --------
@@ -42,30 +65,63 @@ def add_reason(columns: dict[str, np.ndarray], code: str, mask: np.ndarray,
     >>> cols["reasons_en"][2]
     'too few healthy same-crop neighbours (3)'
     """
-    rows = np.flatnonzero(mask)
-    if not rows.size:
-        return
-    names = list(values)
-    arrays = []
-    for name in names:
-        v = np.asarray(values[name])
-        v = np.broadcast_to(v, mask.shape)[rows] if v.ndim else np.full(rows.size, v)
-        if v.dtype.kind == "f":
-            v = np.round(v.astype(np.float64), 4)
-        arrays.append(v)
-    if arrays:
-        which, distinct = pd.factorize(pd.MultiIndex.from_arrays(arrays, names=names))
-        texts = [reason(code, **dict(zip(names, key))) for key in distinct]
-    else:
-        which, texts = np.zeros(rows.size, np.intp), [reason(code)]
+    rows, which, texts = _texts(code, np.asarray(mask, bool), values)
     for k, (col, sep) in enumerate(zip(COLUMNS, _SEPARATORS)):
+        if not rows.size:
+            return
         text = np.array([t[k] for t in texts], dtype=object)[which]
         current = columns[col][rows]
         columns[col][rows] = np.where(current == "", text, current + sep + text)
 
 
-def replace_reasons(columns: dict[str, np.ndarray], mask: np.ndarray,
-                    texts: dict[str, np.ndarray]) -> None:
-    """Overwrite the reasons of the parcels where ``mask`` with ready-made ``texts``."""
-    for col in COLUMNS:
-        columns[col][mask] = np.asarray(texts[col], dtype=object)[mask]
+@dataclass
+class BatchReasons:
+    """Reasons of a batch: ``texts[index[i]]`` is parcel i's (codes, zh, en).
+
+    >>> r = BatchReasons.empty(3)
+    >>> r.add("LOSS_ESTIMATED", np.array([True, True, False]))
+    >>> r.add("FEW_NEIGHBOURS", np.array([False, True, True]), n=np.array([0, 2, 3]))
+    >>> r.columns()["reasons"].tolist()
+    ['LOSS_ESTIMATED', 'LOSS_ESTIMATED;FEW_NEIGHBOURS', 'FEW_NEIGHBOURS']
+    >>> len(r.texts)  # the empty list and three distinct lists: nothing per parcel
+    4
+    """
+
+    index: np.ndarray
+    texts: list[tuple[str, str, str]]
+
+    @classmethod
+    def empty(cls, n: int) -> BatchReasons:
+        return cls(np.zeros(n, np.int64), [("", "", "")])
+
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> BatchReasons:
+        """The reasons already in ``table``'s three reason columns (to append more).
+
+        >>> BatchReasons.of(pd.DataFrame({"reasons": ["A", "A"], "reasons_zh": ["甲", "甲"],
+        ...                               "reasons_en": ["a", "a"]})).texts
+        [('A', '甲', 'a')]
+        """
+        index, distinct = pd.MultiIndex.from_arrays(
+            [table[c].fillna("").astype(object).to_numpy() for c in COLUMNS]).factorize()
+        return cls(index.astype(np.int64), [tuple(t) for t in distinct])
+
+    def add(self, code: str, mask: np.ndarray, **values: object) -> None:
+        """Append reason ``code`` to the parcels where ``mask`` (values as in
+        :func:`add_reason`)."""
+        rows, which, new = _texts(code, np.asarray(mask, bool), values)
+        if not rows.size:
+            return
+        # one new list per distinct (current list, new reason) pair
+        pairs, combo = np.unique(self.index[rows] * len(new) + which, return_inverse=True)
+        start = len(self.texts)
+        for p in pairs:
+            old, add = self.texts[p // len(new)], new[p % len(new)]
+            self.texts.append(tuple(a + s + b if a else b
+                                    for a, s, b in zip(old, _SEPARATORS, add)))
+        self.index[rows] = start + combo.ravel()
+
+    def columns(self) -> dict[str, pd.Series]:
+        """The three reason columns (object dtype: references to the shared texts)."""
+        table = [np.array([t[k] for t in self.texts], dtype=object) for k in range(3)]
+        return {c: pd.Series(table[k][self.index], dtype=object) for k, c in enumerate(COLUMNS)}

@@ -45,6 +45,7 @@ GRADE_LABELS = {"none": ("无损", "none"), "light": ("轻度", "light"), "moder
                 "severe": ("重度", "severe"), "total": ("绝收", "total loss")}
 CLAIM_STATUS_LABELS = {"estimated": ("已估损", "estimated"),
                        "below_threshold": ("未达起赔点", "below threshold"),
+                       "survey": ("需现场查勘", "field survey"),
                        "not_affected": ("未受灾", "not affected"),
                        "no_data": ("无数据", "no data"), "invalid": ("无效", "invalid")}
 EVENT_LABELS = {"hail": ("冰雹", "hail"), "flood": ("洪涝", "flood"), "drought": ("干旱", "drought"),

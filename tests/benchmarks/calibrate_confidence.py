@@ -78,10 +78,12 @@ def raw_verdicts(work: Path) -> pd.DataFrame:
     rows = []
     for name, parcels, series, truth, calendar, season, region in (
             *_sample_batches(), *_real_batches(work)):
+        report: dict = {}
         v = verify_planting(series, parcels, load_calendars(calendar), Season.parse(season),
-                            region=region, crop_model="auto")
+                            region=region, crop_model="auto", model_report=report)
         v = v.merge(truth[["parcel_id", "declaration_true"]], on="parcel_id")
-        rows.append(v.assign(batch=name, dataset=name.split("-")[0]))
+        cap = report.get("separability") or 1.0  # the verdicts' cap (see planting.py)
+        rows.append(v.assign(batch=name, dataset=name.split("-")[0], cap=cap))
         print(f"{name}: {len(v)} parcels", file=sys.stderr)
     return pd.concat(rows, ignore_index=True)
 
@@ -89,7 +91,7 @@ def raw_verdicts(work: Path) -> pd.DataFrame:
 def _figures(v: pd.DataFrame, p: np.ndarray) -> dict:
     auto = v["status"].isin(["green", "red"]).to_numpy()
     truth = v["declaration_true"].astype(bool).to_numpy()
-    conf = np.where(v["status"] == "green", p, 1 - p)
+    conf = np.minimum(np.where(v["status"] == "green", p, 1 - p), v["cap"].to_numpy())
     right = np.where(v["status"] == "green", truth, ~truth)
     return {"n": int(auto.sum()), "brier": float(np.mean((conf[auto] - right[auto]) ** 2)),
             "wrong": int((~right[auto]).sum()),

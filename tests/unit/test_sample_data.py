@@ -1,7 +1,9 @@
 """The embedded synthetic sample: contract, realism and truth, checked against the files it writes.
 
 The sample is generated once per session (``sample`` fixture in ``tests/conftest.py``). The checks
-recompute facts from the files (geometry, rasters) instead of trusting the generator.
+recompute facts from the files (geometry, rasters) instead of trusting the generator: the rendered
+imagery must show what the truth files say (the generator's inputs), read here pixel by pixel with
+rasterio, not through agri_3s's own readers.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -28,7 +31,17 @@ COLUMNS = ["parcel_id", "policy_id", "household_id", "crop", "declared_area_mu",
            "sum_insured_cny_per_mu", "farmer_name", "farmer_id_number", "geometry"]
 TRUTH_COLUMNS = ["parcel_id", "season", "policy_id", "truth_class", "true_planted_fraction",
                  "true_area_mu", "declared_area_mu", "expected_verdict", "hail_loss_rate",
-                 "flooded_fraction", "flood_loss_rate"]
+                 "flooded_fraction", "flood_loss_rate", "soil_ndvi"]
+VERDICT = {"planted": "green", "late_sown": "green", "half_planted": "yellow",
+           "area_inflated": "yellow", "fallow": "red", "other_crop": "red", "cover_crop": "red",
+           "mown_meadow": "red", "weedy_fallow": "red"}
+OLD_CLASSES = ("fallow", "half_planted", "other_crop", "area_inflated")
+NEW_CLASSES = ("cover_crop", "mown_meadow", "weedy_fallow", "late_sown")
+# windows of the built-in calendar (agri_3s/data/crop_calendars.toml), North China Plain
+SOWING = {"wheat": (dt.date(2024, 9, 25), dt.date(2024, 10, 25)),
+          "maize": (dt.date(2025, 6, 5), dt.date(2025, 6, 30))}
+PEAK = {"wheat": (dt.date(2025, 4, 10), dt.date(2025, 5, 20)),
+        "maize": (dt.date(2025, 7, 25), dt.date(2025, 9, 5))}
 SEASONS = {"wheat": (dt.date(2024, 10, 1), dt.date(2025, 6, 15)),
            "maize": (dt.date(2025, 6, 10), dt.date(2025, 10, 10))}
 
@@ -48,6 +61,16 @@ def parcels(sample):
 @pytest.fixture(scope="module")
 def dates(sample):
     return sorted(dt.date.fromisoformat(p.name) for p in sample.imagery.iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def unflagged(sample):
+    return pd.read_csv(sample.unflagged_clouds, dtype={"parcel_id": str}, parse_dates=["date"])
+
+
+@pytest.fixture(scope="module")
+def snow(sample):
+    return pd.read_csv(sample.snow, dtype={"parcel_id": str}, parse_dates=["date"])
 
 
 def _refl(folder: Path, band: str) -> np.ndarray:
@@ -88,12 +111,13 @@ def _ndvi(folder: Path) -> np.ndarray:
     return (nir - red) / (nir + red)
 
 
-def _parcel_ndvi(sample, dates, geom, start, end, min_clear=0.8):
-    """Median clear-pixel NDVI of ``geom`` on the clearest date in [start, end]."""
+def _parcel_ndvi(sample, dates, geom, start, end, min_clear=0.8, skip=()):
+    """Median clear-pixel NDVI of ``geom`` on the clearest date in [start, end], leaving out
+    the dates in ``skip``."""
     mask = _inner_mask(geom)
     best = None
     for d in dates:
-        if not start <= d <= end:
+        if not start <= d <= end or d in skip:
             continue
         folder = sample.imagery / d.isoformat()
         clear = _clear10(folder) & mask
@@ -118,7 +142,8 @@ def _id_check_ok(idn: str) -> bool:
 def test_layout_and_version(sample):
     assert (sample.root / "VERSION").read_text().strip() == f"{S.SAMPLE_VERSION}:{S.SAMPLE_SEED}"
     for p in (sample.parcels_wheat, sample.parcels_maize, sample.truth, sample.hail_event,
-              sample.flood_event, sample.hail_footprint, sample.flood_footprint):
+              sample.flood_event, sample.hail_footprint, sample.flood_footprint,
+              sample.unflagged_clouds, sample.snow):
         assert p.is_file(), p
     assert sample.hail_event.name == "hail_2025-05-14.toml"
     assert sample.flood_footprint.parent == sample.root / "events"
@@ -212,14 +237,18 @@ def test_parcels_share_edges_and_do_not_overlap(parcels):
 def test_truth_table(truth, parcels):
     assert list(truth.columns) == TRUTH_COLUMNS
     assert set(truth.season) == {"wheat", "maize"}
-    verdict = {"planted": "green", "fallow": "red", "other_crop": "red",
-               "half_planted": "yellow", "area_inflated": "yellow"}
-    assert (truth.truth_class.map(verdict) == truth.expected_verdict).all()
+    assert (truth.truth_class.map(VERDICT) == truth.expected_verdict).all()
+    assert S.CLASS_VERDICT == VERDICT
     for season, grp in truth.groupby("season"):
         share = grp.truth_class.value_counts(normalize=True)
-        assert 0.72 <= share["planted"] <= 0.88
-        for cls in ("fallow", "half_planted", "other_crop", "area_inflated"):
-            assert 0.03 <= share[cls] <= 0.07, (season, cls)
+        assert 0.65 <= share["planted"] <= 0.80
+        for cls in OLD_CLASSES:
+            assert 0.025 <= share[cls] <= 0.05, (season, cls)
+        for cls in NEW_CLASSES:
+            if season == "maize" and cls == "cover_crop":
+                assert cls not in share
+                continue
+            assert 0.03 <= share[cls] <= 0.05, (season, cls)
         g = parcels[season].set_index("parcel_id")
         declared = g.loc[grp.parcel_id, "declared_area_mu"].values
         assert (declared == grp.declared_area_mu.values).all()
@@ -228,24 +257,29 @@ def test_truth_table(truth, parcels):
         assert np.allclose(true_area, grp.true_area_mu, atol=0.01)
     half = truth[truth.truth_class == "half_planted"]
     assert half.true_planted_fraction.between(0.4, 0.6).all()
-    full = truth[truth.truth_class.isin(["planted", "area_inflated"])]
+    full = truth[truth.truth_class.isin(["planted", "area_inflated", "late_sown"])]
     assert (full.true_planted_fraction == 1).all()
-    bare = truth.truth_class.isin(["fallow", "other_crop"])
+    bare = truth.truth_class.isin(["fallow", "other_crop", "cover_crop", "mown_meadow",
+                                   "weedy_fallow"])
     assert (truth[bare].true_planted_fraction == 0).all()
     ratio = truth.declared_area_mu / truth.true_area_mu
     infl = truth.truth_class == "area_inflated"
     assert ratio[infl].between(1.25, 1.65).all()
     assert (ratio[~infl] - 1).abs().lt(0.03 + 0.05 / truth.true_area_mu[~infl]).all()
-    # other_crop is the same land in both seasons
-    oc = truth[truth.truth_class == "other_crop"]
+    # cotton and meadows are the same land in both seasons
     both = (set(truth[truth.season == "wheat"].parcel_id)
             & set(truth[truth.season == "maize"].parcel_id))
-    for pid in set(oc.parcel_id) & both:
-        assert (truth[truth.parcel_id == pid].truth_class == "other_crop").all()
+    for cls in ("other_crop", "mown_meadow"):
+        for pid in set(truth[truth.truth_class == cls].parcel_id) & both:
+            assert (truth[truth.parcel_id == pid].truth_class == cls).all()
     w, m = truth[truth.season == "wheat"], truth[truth.season == "maize"]
     assert w.hail_loss_rate.notna().all() and m.hail_loss_rate.isna().all()
     assert m.flooded_fraction.notna().all() and w.flooded_fraction.isna().all()
     assert m.flood_loss_rate.notna().all() and w.flood_loss_rate.isna().all()
+    # bare soil: one level per land parcel, spread from dark loam to bright soil
+    assert truth.soil_ndvi.between(0.08, 0.25).all()
+    assert truth.soil_ndvi.max() - truth.soil_ndvi.min() >= 0.12
+    assert (truth.groupby("parcel_id").soil_ndvi.nunique() == 1).all()
 
 
 def test_hail_truth_follows_footprint(sample, parcels, truth):
@@ -255,7 +289,8 @@ def test_hail_truth_follows_footprint(sample, parcels, truth):
     inside = g.geometry.centroid.within(fp)
     loss = w.loc[g.index, "hail_loss_rate"]
     assert (loss[~inside] == 0).all()
-    cropped = w.loc[g.index, "truth_class"].isin(["planted", "area_inflated", "half_planted"])
+    cropped = w.loc[g.index, "truth_class"].isin(["planted", "area_inflated", "half_planted",
+                                                  "late_sown"])
     hit = loss[inside & cropped]
     assert len(hit) >= 30 and (hit > 0.1).all() and (hit < 0.95).all()
     assert (loss[inside & ~cropped] == 0).all()
@@ -272,9 +307,10 @@ def test_flood_truth_matches_geometry(sample, parcels, truth):
     assert ((frac > 0.02) & (frac < 0.98)).sum() >= 5     # the footprint cuts parcels
     t = m.loc[g.index]
     assert (t.flood_loss_rate <= t.flooded_fraction + 1e-6).all()
-    full = t.truth_class.isin(["planted", "area_inflated"])
+    full = t.truth_class.isin(["planted", "area_inflated", "late_sown"])
     assert np.allclose(t.flood_loss_rate[full], t.flooded_fraction[full], atol=1e-3)
-    assert (t.flood_loss_rate[t.truth_class.isin(["fallow", "other_crop"])] == 0).all()
+    no_maize = t.truth_class.isin(["fallow", "other_crop", "mown_meadow", "weedy_fallow"])
+    assert (t.flood_loss_rate[no_maize] == 0).all()
 
 
 # --- imagery contract ------------------------------------------------------------------------
@@ -402,10 +438,10 @@ def test_wheat_vs_fallow_ndvi_in_early_may(sample, parcels, truth, dates):
     _, geoms = _big(truth, parcels, "wheat", "planted", 5, min_pixels=40)
     ndvi = [_parcel_ndvi(sample, dates, g, start, end) for g in geoms]
     assert min(ndvi) > 0.7, ndvi
-    _, geoms = _big(truth, parcels, "wheat", "fallow", 5)
+    rows, geoms = _big(truth, parcels, "wheat", "fallow", 5)
     assert len(geoms) >= 3
-    ndvi = [_parcel_ndvi(sample, dates, g, start, end) for g in geoms]
-    assert max(ndvi) < 0.3, ndvi
+    ndvi = np.array([_parcel_ndvi(sample, dates, g, start, end) for g in geoms])
+    assert (ndvi - rows.soil_ndvi.values).max() < 0.12, ndvi
     # cotton (other crop) is bare in spring, green in mid-summer
     _, geoms = _big(truth, parcels, "wheat", "other_crop", 3)
     assert max(_parcel_ndvi(sample, dates, g, start, end) for g in geoms) < 0.35
@@ -460,6 +496,248 @@ def test_flood_shows_water(sample, dates):
     assert ndvi_pre < 0.2
 
 
+# --- the hard cases real fields show ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def inner(parcels):
+    """Every land parcel's pixels ≥ 10 m inside it, as one label raster (1-based, sorted ids)."""
+    from rasterio.transform import from_origin
+    g = pd.concat([parcels["wheat"], parcels["maize"]]).drop_duplicates("parcel_id")
+    g = gpd.GeoDataFrame(g, crs=4326).to_crs(UTM).sort_values("parcel_id")
+    shapes = [(geom.buffer(-10.0), k + 1) for k, geom in enumerate(g.geometry)
+              if not geom.buffer(-10.0).is_empty]
+    labels = rasterize(shapes, out_shape=(S.N10, S.N10), fill=0, dtype="int32",
+                       transform=from_origin(S.X0, S.Y0, 10.0, 10.0))
+    return g.parcel_id.tolist(), labels.ravel()
+
+
+@pytest.fixture(scope="module")
+def series(sample, dates, inner, unflagged, snow):
+    """Per land parcel and date, from the rasters: median NDVI of its clear inner pixels (NaN
+    below 80 % clear), the share of inner pixels the SCL calls vegetation / bare land (4, 5) or
+    snow (11), and the mean green reflectance. ``screened`` is the NDVI without the
+    (date, parcel) pairs the truth lists under unflagged clouds or snow."""
+    pids, lab = inner
+    n, nt = len(pids), len(dates)
+    size = np.bincount(lab, minlength=n + 1)[1:].astype(float)
+    out = {k: np.full((n, nt), np.nan) for k in ("ndvi", "clear", "land", "snow", "green")}
+    on = lab > 0
+
+    def per_parcel(sel, weights=None):
+        return np.bincount(lab[sel], None if weights is None else weights[sel],
+                           minlength=n + 1)[1:]
+
+    for t, d in enumerate(dates):
+        folder = sample.imagery / d.isoformat()
+        v = _ndvi(folder).ravel()
+        scl = _scl10(folder).ravel()
+        ok = _clear10(folder).ravel() & on & np.isfinite(v)
+        out["clear"][:, t] = per_parcel(ok) / np.maximum(size, 1)
+        out["land"][:, t] = per_parcel(on & np.isin(scl, (4, 5))) / np.maximum(size, 1)
+        out["snow"][:, t] = per_parcel(on & (scl == 11)) / np.maximum(size, 1)
+        green = _refl(folder, "B03").ravel()
+        good = on & np.isfinite(green)
+        out["green"][:, t] = per_parcel(good, green) / np.maximum(per_parcel(good), 1)
+        med = pd.Series(v[ok]).groupby(lab[ok]).median()
+        out["ndvi"][med.index.values - 1, t] = med.values
+    out["ndvi"][out["clear"] < 0.8] = np.nan
+    index = {p: i for i, p in enumerate(pids)}
+    col = {d: t for t, d in enumerate(dates)}
+    screened = out["ndvi"].copy()
+    for df in (unflagged, snow):
+        for d, pid in zip(df.date.dt.date, df.parcel_id):
+            screened[index[pid], col[d]] = np.nan
+    return dict(out, screened=screened, size=size, index=index, dates=np.array(dates))
+
+
+def _rows(series, truth, season, cls, min_pixels=4):
+    t = truth[(truth.season == season) & (truth.truth_class == cls)]
+    idx = np.array([series["index"][p] for p in t.parcel_id])
+    keep = series["size"][idx] >= min_pixels
+    return t[keep], idx[keep]
+
+
+def _window(series, idx, start, end, how="median", values="screened"):
+    sel = (series["dates"] >= start) & (series["dates"] <= end)
+    v = series[values][idx][:, sel]
+    with warnings.catch_warnings():     # a parcel without a clear look in the window → NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return getattr(np, "nan" + how)(v, axis=1)
+
+
+def test_soil_ndvi_is_what_bare_parcels_show(series, truth):
+    """Fallow and cotton land is bare in winter: its NDVI is its own soil's, from dark loam
+    (~0.25) to bright soil (~0.08), plus a little residue."""
+    t = pd.concat([_rows(series, truth, "wheat", c, min_pixels=4)[0]
+                   for c in ("fallow", "other_crop")])
+    idx = np.array([series["index"][p] for p in t.parcel_id])
+    seen = _window(series, idx, dt.date(2024, 12, 1), dt.date(2025, 2, 20))
+    ok = np.isfinite(seen)
+    assert ok.sum() >= 20
+    soil = t.soil_ndvi.values[ok]
+    excess = seen[ok] - soil
+    assert np.quantile(excess, 0.05) > -0.03 and np.quantile(excess, 0.95) < 0.09, excess
+    assert np.corrcoef(seen[ok], soil)[0, 1] > 0.9
+    assert np.ptp(seen[ok]) > 0.1
+
+
+def test_cover_crop_is_green_until_april_then_bare(series, truth):
+    t, idx = _rows(series, truth, "wheat", "cover_crop")
+    assert len(idx) >= 8 and (t.expected_verdict == "red").all()
+    spring = _window(series, idx, dt.date(2025, 3, 20), dt.date(2025, 4, 24), how="max")
+    may = _window(series, idx, dt.date(2025, 5, 12), dt.date(2025, 5, 31))
+    assert np.nanmean(spring >= 0.6) >= 0.9, spring
+    assert np.nanmean(may - t.soil_ndvi.values < 0.1) >= 0.9, may - t.soil_ndvi.values
+    # green through the winter, unlike a bare seedbed
+    winter = _window(series, idx, dt.date(2024, 12, 1), dt.date(2025, 2, 20))
+    assert np.nanmean(winter - t.soil_ndvi.values > 0.15) >= 0.9
+
+
+def test_meadows_are_mown_and_regrow(series, truth):
+    t = truth[truth.truth_class == "mown_meadow"].drop_duplicates("parcel_id")
+    idx = np.array([series["index"][p] for p in t.parcel_id])
+    idx = idx[series["size"][idx] >= 4]
+    assert len(idx) >= 8
+    sel = (series["dates"] >= dt.date(2025, 5, 10)) & (series["dates"] <= dt.date(2025, 9, 30))
+    days = np.array([d.toordinal() for d in series["dates"][sel]])
+    v = series["screened"][idx][:, sel]
+    mown = 0
+    for row in v:   # a fall of ≥ 0.2 from the last 20 days' high, regained within 35 days
+        for k in np.flatnonzero(np.isfinite(row)):
+            before = row[(days >= days[k] - 20) & (days < days[k])]
+            after = row[(days > days[k]) & (days <= days[k] + 35)]
+            if (np.nanmax(before, initial=-1) - row[k] >= 0.2
+                    and np.nanmax(after, initial=-1) - row[k] >= 0.2):
+                mown += 1
+                break
+    assert mown >= 0.6 * len(idx), (mown, len(idx))
+    # perennial: green through the wheat sowing window (no seedbed) and the winter
+    sow = _window(series, idx, *SOWING["wheat"], how="min")
+    assert np.nanmean(sow > 0.45) >= 0.9, sow
+
+
+def test_weedy_fallow_is_neither_bare_nor_a_crop(series, truth):
+    for season, (start, end) in (("wheat", (dt.date(2025, 5, 1), dt.date(2025, 6, 5))),
+                                 ("maize", (dt.date(2025, 8, 1), dt.date(2025, 9, 10)))):
+        t, idx = _rows(series, truth, season, "weedy_fallow")
+        assert len(idx) >= 8
+        v = _window(series, idx, start, end) - t.soil_ndvi.values
+        assert np.nanmean((v > 0.1) & (v < 0.5)) >= 0.9, (season, v)
+        _, crop = _rows(series, truth, season, "planted", min_pixels=40)
+        peak = _window(series, crop, *PEAK[season], how="max")
+        assert np.nanmedian(peak) > np.nanmax(v + t.soil_ndvi.values)
+
+
+def test_late_sowing_shows_and_the_crop_comes(series, truth):
+    t, idx = _rows(series, truth, "wheat", "late_sown")
+    assert len(idx) >= 8 and (t.expected_verdict == "green").all()
+    early = _window(series, idx, dt.date(2024, 11, 20), dt.date(2024, 12, 5)) - t.soil_ndvi.values
+    tp, crop = _rows(series, truth, "wheat", "planted", min_pixels=20)
+    normal = _window(series, crop, dt.date(2024, 11, 20), dt.date(2024, 12, 5)) - tp.soil_ndvi.values
+    assert np.nanmean(early < 0.1) >= 0.9 and np.nanmedian(normal) > 0.15, (early, normal)
+    peak = _window(series, idx, dt.date(2025, 4, 25), dt.date(2025, 5, 13), how="max")
+    assert np.nanmean(peak > 0.65) >= 0.9, peak
+    t, idx = _rows(series, truth, "maize", "late_sown")
+    t, idx = t[t.flooded_fraction.values == 0], idx[t.flooded_fraction.values == 0]
+    assert len(idx) >= 8
+    # still small when the normal crop is well up (before the flood)
+    july = _window(series, idx, dt.date(2025, 7, 13), dt.date(2025, 7, 21)) - t.soil_ndvi.values
+    tp, crop = _rows(series, truth, "maize", "planted", min_pixels=20)
+    normal = _window(series, crop, dt.date(2025, 7, 13), dt.date(2025, 7, 21)) - tp.soil_ndvi.values
+    assert np.nanmean(july < 0.2) >= 0.9 and np.nanmedian(normal) > 0.3, (july, normal)
+    peak = _window(series, idx, dt.date(2025, 8, 25), dt.date(2025, 9, 25), how="max")
+    assert np.nanmean(peak > 0.65) >= 0.9, peak
+
+
+def _around(series, t: int, key: str, days: int = 15) -> np.ndarray:
+    """Per parcel, the mean of ``key`` on the nearest screened clear look before date ``t`` and
+    the nearest after it, each within ``days``."""
+    sides = []
+    for order in (range(t - 1, -1, -1), range(t + 1, len(series["dates"]))):
+        v = np.full(len(series["size"]), np.nan)
+        for u in order:
+            if abs((series["dates"][u] - series["dates"][t]).days) > days:
+                break
+            v = np.where(np.isnan(v) & np.isfinite(series["screened"][:, u]), series[key][:, u], v)
+        sides.append(v)
+    return (sides[0] + sides[1]) / 2
+
+
+def test_unflagged_clouds_look_clear_to_scl_but_lower_ndvi(series, unflagged):
+    days = sorted(set(unflagged.date.dt.date))
+    assert 4 <= len(days) <= 6
+    for season in ("wheat", "maize"):
+        for lo, hi in (SOWING[season], PEAK[season]):
+            assert any(lo <= d <= hi for d in days), (season, lo, hi)
+    col = {d: t for t, d in enumerate(series["dates"])}
+    clouds = unflagged[(unflagged.kind == "cloud") & (unflagged.share >= 0.8)]
+    drops, greens, steady = [], [], []
+    for d in days:
+        t = col[d]
+        ref, gref = _around(series, t, "ndvi"), _around(series, t, "green")
+        here = unflagged[unflagged.date.dt.date == d]
+        rows = clouds[clouds.date.dt.date == d]
+        idx = np.array([series["index"][p] for p in rows.parcel_id], int)
+        idx = idx[(series["size"][idx] >= 4) & (ref[idx] > 0.5)]
+        # SCL calls them clear land: a standard mask keeps them
+        assert (series["land"][idx, t] >= 0.85).all() and (series["clear"][idx, t] >= 0.8).all()
+        drops += list(ref[idx] - series["ndvi"][idx, t])
+        greens += list(series["green"][idx, t] - gref[idx])
+        others = np.setdiff1d(np.arange(len(ref)), [series["index"][p] for p in here.parcel_id])
+        others = others[(series["size"][others] >= 4) & np.isfinite(ref[others])]
+        steady += list(np.abs(ref[others] - series["ndvi"][others, t]))
+    drops, greens, steady = (np.array(x) for x in (drops, greens, steady))
+    assert len(drops) >= 10
+    assert np.mean(drops > 0.2) >= 0.9, np.sort(drops)
+    assert np.mean(greens > 0.05) >= 0.9, np.sort(greens)     # clouds are bright in green
+    assert np.nanmean(steady < 0.1) >= 0.9     # elsewhere only the season moves (harvests)
+
+
+def test_snow_date_is_classified_as_snow(sample, series, snow, inner):
+    heavy = snow.groupby(snow.date.dt.date).snow_share.sum().idxmax()
+    assert heavy.month in (1, 2)
+    assert len(set(snow.date.dt.date)) == 2               # and a date with patchy snow
+    with rasterio.open(sample.imagery / heavy.isoformat() / "SCL.tif") as src:
+        scl = src.read(1)
+    assert (scl == 11).mean() > 0.5                       # a large part of the scene
+    t = list(series["dates"]).index(heavy)
+    rows = snow[(snow.date.dt.date == heavy) & (snow.snow_share >= 0.95)]
+    idx = np.array([series["index"][p] for p in rows.parcel_id])
+    idx = idx[series["size"][idx] >= 8]
+    assert len(idx) >= 50
+    assert np.mean(series["snow"][idx, t] >= 0.9) >= 0.9
+    # NDVI of the snowy parcels' inner pixels, whatever their class
+    _, lab = inner
+    low = np.bincount(lab, (_ndvi(sample.imagery / heavy.isoformat()).ravel() <= 0.1),
+                      minlength=len(series["size"]) + 1)[1:] / np.maximum(series["size"], 1)
+    assert np.mean(low[idx] >= 0.9) >= 0.9
+    free = np.setdiff1d(np.arange(len(series["size"])),
+                        [series["index"][p] for p in snow[snow.date.dt.date == heavy].parcel_id])
+    free = free[series["size"][free] >= 8]
+    assert len(free) >= 10 and np.mean(series["snow"][free, t] <= 0.05) >= 0.95
+
+
+def test_imagery_from_a_date(sample, dates):
+    from agri_3s.errors import InputError
+    from agri_3s.sources.local import scan_archive
+
+    start = dt.date(2025, 1, 1)
+    folder = sample.imagery_from(start)
+    assert folder.parent == sample.root and folder.is_dir()
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [d.isoformat() for d in dates if d >= start]
+    for name in names[:3]:
+        assert (folder / name).is_symlink()
+        assert (folder / name).resolve() == (sample.imagery / name).resolve()
+    assert sample.imagery_from("2025-01-01") == folder         # made once
+    assert not [p for p in sample.root.iterdir() if ".tmp-" in p.name]
+    assert len(scan_archive(folder)) == len(names)
+    with pytest.raises(InputError):
+        sample.imagery_from("2025-13-01")
+    with pytest.raises(InputError):
+        sample.imagery_from(dates[-1] + dt.timedelta(days=1))
+
+
 # --- determinism and regeneration ------------------------------------------------------------
 
 def test_same_seed_gives_identical_files(sample, dates, tmp_path):
@@ -472,6 +750,7 @@ def test_same_seed_gives_identical_files(sample, dates, tmp_path):
     for d in subset:
         for p in sorted((sample.imagery / d.isoformat()).iterdir()):
             files.append(f"imagery/{d.isoformat()}/{p.name}")
+    files += ["unflagged_clouds.csv", "snow.csv"]
     assert len(files) > 15
     for f in files:
         assert _sha(sample.root / f) == _sha(again / f), f
