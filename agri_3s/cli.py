@@ -167,7 +167,8 @@ def evaluate_cmd(result: Path, truth: Path,
     from rich.markup import escape
     from rich.table import Table
 
-    from .decisions.evaluate import evaluate, fit_confidence_calibration, report_tables
+    from .decisions.evaluate import evaluate, fit_confidence_calibration
+    from .outputs.evaluation import report_tables
 
     if fit_calibration is not None:
         fitted = fit_confidence_calibration(result, truth, fit_calibration)

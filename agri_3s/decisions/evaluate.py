@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..parcels.columns import ALIASES, CROP_NAMES, find_columns, to_number
+from .inspections import NUMERIC, read_result, read_truth, result_files
 
 VERDICT_ORDER = ("green", "yellow", "red", "no_data", "invalid")
 CLAIM_ORDER = ("estimated", "below_threshold", "not_affected", "survey", "no_data", "invalid")
@@ -49,94 +50,6 @@ TRUTH_ALIASES: dict[str, tuple[str, ...]] = {
 }
 VERDICT_TRUTH = ("inspected_status", "declaration_true", "crop")  # in order of precedence
 CLAIM_TRUTH = ("loss_rate", "parcel_loss_rate")
-NUMERIC = ("confidence", "loss_rate", "loss_rate_low", "loss_rate_high", "parcel_loss_rate",
-           "damaged_area_mu", "payout_threshold", "indemnity_cny")
-RESULT_SUFFIXES = (".csv", ".parquet", ".geojson", ".gpkg")
-
-
-# --- reading ------------------------------------------------------------------------------------
-def read_truth(path: str | Path) -> pd.DataFrame:
-    """A truth table as text cells: CSV (UTF-8, UTF-8 with BOM, GBK / GB18030) or XLSX.
-
-    ``_row`` is the spreadsheet row (header = row 1); ``attrs["source"]`` the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("truth file not found.", source=path,
-                         fix="give the inspection table (CSV or XLSX) with a parcel_id column")
-    try:
-        if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
-            df = pd.read_excel(path, dtype=str)
-        else:
-            raw = path.read_bytes()
-            try:
-                raw.decode("utf-8")
-                encoding = "utf-8-sig"
-            except UnicodeDecodeError:
-                encoding = "gb18030"  # superset of GBK: Chinese Excel's "CSV"
-            first = raw.decode(encoding).lstrip("\ufeff").partition("\n")[0]
-            sep = max([",", "\t", ";", "|"], key=first.count)
-            df = pd.read_csv(path, sep=sep, dtype=str, encoding=encoding, keep_default_na=False,
-                             na_values=[""], skip_blank_lines=False)
-    except (OSError, ValueError, ImportError) as exc:
-        raise InputError(f"cannot read the truth table ({exc}).", source=path,
-                         fix="save it as CSV (UTF-8 or GBK) or XLSX with a header row") from exc
-    df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
-    df["_row"] = np.arange(len(df)) + 2
-    df = df[df.drop(columns="_row").notna().any(axis=1)]  # blank lines are layout
-    df.attrs["source"] = str(path)
-    return df
-
-
-def result_files(result: str | Path) -> dict[str, Path]:
-    """``{"verdicts" | "claims": file}`` of a result folder, or of one result table."""
-    result = Path(result)
-    if result.is_dir():
-        found = {}
-        for kind in ("verdicts", "claims"):
-            for suffix in RESULT_SUFFIXES:
-                if (result / f"{kind}{suffix}").is_file():
-                    found[kind] = result / f"{kind}{suffix}"
-                    break
-        if not found:
-            raise InputError("no verdicts or claims table in the result folder.", source=result,
-                             fix="pass the --out folder of `agri3s underwrite` / `agri3s assess`, "
-                                 "or its verdicts.csv / claims.csv")
-        return found
-    if not result.is_file():
-        raise InputError("result not found.", source=result,
-                         fix="pass a result folder or its verdicts / claims file")
-    if result.suffix.lower() not in RESULT_SUFFIXES:
-        raise InputError("not a result table.", source=result,
-                         fix=f"pass a {' / '.join(RESULT_SUFFIXES)} file or the result folder")
-    kind = "claims" if "claim" in result.stem.lower() else "verdicts"
-    if "verdict" not in result.stem.lower() and "claim" not in result.stem.lower():
-        kind = "claims" if {"claim_id", "loss_rate"} & set(read_result(result).columns) else kind
-    return {kind: result}
-
-
-def read_result(path: str | Path) -> pd.DataFrame:
-    """A verdicts / claims table (CSV, GeoParquet, GeoJSON, GeoPackage), geometry dropped."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".csv":
-            df = pd.read_csv(path, dtype=str, encoding="utf-8-sig", keep_default_na=False,
-                             na_values=[""])
-        elif path.suffix.lower() == ".parquet":
-            df = pd.read_parquet(path)
-        else:
-            import pyogrio
-
-            df = pyogrio.read_dataframe(path, read_geometry=False)
-    except Exception as exc:  # any reader failure is an unreadable user file
-        raise InputError(f"cannot read the result table ({exc}).", source=path,
-                         fix="pass the verdicts / claims file agri3s wrote, unmodified") from exc
-    df = pd.DataFrame(df.drop(columns=["geometry"], errors="ignore"))
-    for col in NUMERIC:
-        if col in df.columns:
-            df[col] = pd.to_numeric(df[col], errors="coerce")
-    df.attrs["source"] = str(path)
-    return df
 
 
 # --- truth and results into one frame -------------------------------------------------------------
@@ -162,16 +75,16 @@ def _prepared(table: pd.DataFrame, name: str, key: list[str], aliases: dict | No
     blank = df[df[key].isna().any(axis=1) | (df[key] == "").any(axis=1)]
     if len(blank):
         raise InputError(f"{len(blank)} row(s) without {' / '.join(key)}.", source=src,
-                         row=_first(blank["_row"]), fix="fill in the parcel id of every row")
+                         row=first_few(blank["_row"]), fix="fill in the parcel id of every row")
     dup = df[df.duplicated(key, keep=False)]
     if len(dup):
         ids = _ids(dup, key).unique()
-        raise InputError(f"{len(ids)} duplicate {'/'.join(key)}: {_first(ids)}.", source=src,
-                         row=_first(dup["_row"]), fix=fix)
+        raise InputError(f"{len(ids)} duplicate {'/'.join(key)}: {first_few(ids)}.", source=src,
+                         row=first_few(dup["_row"]), fix=fix)
     return df
 
 
-def _first(values, k: int = 5) -> str:
+def first_few(values, k: int = 5) -> str:
     values = [str(v) for v in values]
     return ", ".join(values[:k]) + (f" … (+{len(values) - k})" if len(values) > k else "")
 
@@ -221,8 +134,8 @@ def _labels(matched: pd.DataFrame, column: str, src: str) -> pd.Series:
         fix = "use true / false (or 是 / 否)"
     bad = text.notna() & (text != "") & ~known
     if bad.any():
-        raise InputError(f"unrecognised {column} value(s): {_first(raw[bad].unique())}.",
-                         source=src, row=_first(matched.loc[bad, "_row"]), fix=fix)
+        raise InputError(f"unrecognised {column} value(s): {first_few(raw[bad].unique())}.",
+                         source=src, row=first_few(matched.loc[bad, "_row"]), fix=fix)
     return label.where(known)
 
 
@@ -233,12 +146,12 @@ def _rates(values: pd.Series, name: str, src: str, rows: pd.Series, notes: list)
     num = pd.to_numeric(text.str.rstrip("%").str.strip(), errors="coerce").astype(float)
     bad = text.notna() & (text != "") & num.isna()
     if bad.any():
-        raise InputError(f"{name} is not a number: {_first(values[bad].unique())}.", source=src,
-                         row=_first(rows[bad]), fix="write loss rates as 0.35 or 35%")
+        raise InputError(f"{name} is not a number: {first_few(values[bad].unique())}.", source=src,
+                         row=first_few(rows[bad]), fix="write loss rates as 0.35 or 35%")
     num = num.where(~pct, num / 100)
     if ((num < 0) | (num > 100)).any():
         raise InputError(f"{name} outside 0–1 (or 0–100 %).", source=src,
-                         row=_first(rows[(num < 0) | (num > 100)]), fix="write 0.35 or 35%")
+                         row=first_few(rows[(num < 0) | (num > 100)]), fix="write 0.35 or 35%")
     if (num > 1).any():  # a rate above 1 is impossible: the column is in percent
         notes.append(f"{name} read as percent (values above 1)")
         num = num.where(pct, num / 100)
@@ -395,7 +308,7 @@ def evaluate_verdicts(verdicts: pd.DataFrame, truth: pd.DataFrame, *, by: str | 
         notes.append("no confidence column: no calibration figures")
     elif ((v["confidence"] < 0) | (v["confidence"] > 1)).any():
         raise InputError("confidence outside [0, 1].", source=vsrc,
-                         row=_first(v.loc[(v["confidence"] < 0) | (v["confidence"] > 1),
+                         row=first_few(v.loc[(v["confidence"] < 0) | (v["confidence"] > 1),
                                           "parcel_id"]),
                          fix="pass the verdicts agri3s wrote (confidence is a probability)")
     statuses = _statuses(v["status"], VERDICT_ORDER)
@@ -557,6 +470,8 @@ def evaluate(result: str | Path, truth: str | Path, *, out: str | Path | None = 
     report["inputs"] = {name: {"path": str(p), "sha256": file_sha256(p)}
                         for name, p in (("result", files[kind]), ("truth", truth_path))}
     if out is not None:
+        from ..outputs.evaluation import write_report  # outputs sit below decisions
+
         report["files"] = {k: str(p) for k, p in write_report(report, out).items()}
     return report
 
@@ -590,86 +505,6 @@ def fit_confidence_calibration(result: str | Path, truth: str | Path, path: str 
                     fitted_on=f"{int(use.sum())} inspected parcels of {Path(truth).name}",
                     path=path)
     return {"parcels": int(use.sum()), "path": str(path)}
-
-
-def _parts(report: dict) -> list[tuple[str, dict]]:
-    return ([("(all)", report)] + [(f"{report['by']}={k}", g) for k, g in report["groups"].items()]
-            + [(f"event_type={k}", g) for k, g in report.get("event_types", {}).items()])
-
-
-SUMMARY = {"verdicts": ("n", "balanced_accuracy", "balanced_accuracy_strict", "agreement",
-                        "review_rate", "automation_rate", "no_data_rate", "wrong",
-                        "wrong_confident", "brier", "ece"),
-           "claims": ("n", "loss_rate_mae", "loss_rate_bias", "parcel_loss_rate_mae",
-                      "parcel_loss_rate_bias", "coverage", "survey_rate", "payout_right_side",
-                      "paid_below_threshold", "unpaid_above_threshold")}
-
-
-COUNTS = ("n", "wrong", "wrong_confident", "paid_below_threshold", "unpaid_above_threshold")
-
-
-def summary_table(report: dict) -> pd.DataFrame:
-    """One row per group (``(all)`` first) with the headline figures of a report."""
-    rows = [{"group": name, **{k: fig.get(k) for k in SUMMARY[report["kind"]]}}
-            for name, fig in _parts(report)]
-    return pd.DataFrame(rows).dropna(axis=1, how="all")
-
-
-def confusion_table(report: dict) -> pd.DataFrame:
-    """The confusion tables of every group, long: ``group``, ``truth``, one column per status."""
-    rows = [{"group": name, "truth": row, **counts, "total": sum(counts.values())}
-            for name, fig in _parts(report) for row, counts in fig["confusion"].items()]
-    return pd.DataFrame(rows, columns=["group", "truth", *report["statuses"], "total"])
-
-
-def write_report(report: dict, out: str | Path) -> dict[str, Path]:
-    """Write ``confusion.csv``, ``summary.csv``, ``reliability.csv`` (verdicts) and, last,
-    ``evaluation.json`` (the whole report) atomically into the folder ``out``."""
-    from ..outputs.export import write_json, write_table
-
-    out = Path(out)
-    files = {"confusion.csv": write_table(confusion_table(report), out / "confusion.csv"),
-             "summary.csv": write_table(summary_table(report), out / "summary.csv")}
-    if report["kind"] == "verdicts":
-        rel = pd.DataFrame([{"group": name, **b} for name, fig in _parts(report)
-                            for b in fig["reliability"]])
-        files["reliability.csv"] = write_table(rel, out / "reliability.csv")
-    files["evaluation.json"] = out / "evaluation.json"
-    write_json({**report, "files": {k: str(p) for k, p in files.items()}}, files["evaluation.json"])
-    return files
-
-
-def report_tables(report: dict, *, listed: int = 10) -> dict[str, pd.DataFrame]:
-    """Tables to print (text cells): summary, overall confusion, reliability, unmatched parcels."""
-    def text(v, count: bool = False) -> str:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return "–"
-        if isinstance(v, (float, np.floating)):
-            return f"{v:.0f}" if count else f"{v:.3f}"
-        return str(v)
-
-    summary = summary_table(report).set_index("group").T
-    counts = summary.index.isin(COUNTS)
-    summary = summary.astype(object).apply(lambda col: [text(v, c) for v, c in zip(col, counts)])
-    tables = {"summary": summary.rename_axis("").reset_index()}
-    conf = confusion_table(report)
-    conf = conf[conf["group"] == "(all)"].drop(columns="group")
-    tables["confusion (rows: truth, columns: status)" if report["kind"] == "verdicts" else
-           "payout (rows: truth at / above or below the payout threshold, columns: status)"
-           ] = conf.map(text)
-    if report["kind"] == "verdicts":
-        rel = pd.DataFrame(report["reliability"])
-        rel = rel[rel["n"] > 0]
-        tables[f"reliability of confidence ({report['n_calibrated']} green / red verdicts)"] = \
-            rel.map(text)
-    rows = [(what, report[f"n_{key}"], _first(report[key], listed)) for key, what in
-            (("missing_from_results", "truth parcels missing from the results"),
-             ("without_truth", "results without truth"), ("truth_blank", "truth left blank"))
-            if key in report]
-    tables["unmatched"] = pd.DataFrame(rows, columns=["", "n", "parcels"]).map(text)
-    if report["notes"]:
-        tables["notes"] = pd.DataFrame({"note": report["notes"]})
-    return tables
 
 
 def _clean(obj):
