@@ -42,12 +42,17 @@ REASONS: dict[str, tuple[str, str]] = {
     "NO_SEASONAL_RISE": ("冠层仅比季内最低值高 {rise:.2f}（作物至少 {min:.2f}）：草地或多年生植被，需复核",
                          "the canopy rises only {rise:.2f} above the season's lowest look (a crop "
                          "rises at least {min:.2f}): grass or a perennial — review"),
-    "PERMANENT_VEGETATION": ("既无裸土苗床/返青上升，也无收获：草地、多年生植被或林地，非申报作物",
-                             "neither a bare seedbed (or a rise from the winter) nor a harvest: "
-                             "a meadow, a perennial or woodland, not the declared crop"),
+    "PERMANENT_VEGETATION": ("既无裸土苗床/返青上升（或出苗晚数月），也无收获：草地、多年生植被或林地，非申报作物",
+                             "neither a bare seedbed (or a rise from the winter, or only months "
+                             "late) nor a harvest: a meadow, a perennial or woodland, not the "
+                             "declared crop"),
     "REGROWTH": ("{date} 冠层回落后再次生长（收获期之前）：刈割草地或覆盖作物后另种作物，需复核",
                  "the canopy fell on {date}, before the harvest window, and grew again: a mown "
                  "meadow, or another crop after a cover crop — review"),
+    "CROP_REPLACED": ("{date} 冠层已退至裸土后又重新生长：一季作物之后另种作物（如覆盖作物翻耕后种主作物），非申报作物本季",
+                      "canopy back to bare soil on {date}, then a new growth: one crop followed "
+                      "another (e.g. a cover crop ploughed in, then the main crop), not the "
+                      "declared crop's season"),
     "SOWN_IN_PEAK": ("{date} 峰值期内仍为裸土，冠层出现在其后：为之后播种的作物，非申报作物",
                      "bare soil on {date} inside the peak window, the canopy only after it: a crop "
                      "sown later, not the declared one"),

@@ -195,7 +195,7 @@ def gather(values: np.ndarray, p75: np.ndarray, veg: np.ndarray, water: np.ndarr
         days[None, :] < w.harvest[0][:, None]))
     regrown, _ = masked_max(values, after_canopy & (t_all > trough_at[:, None])
                             & (trough_at[:, None] >= 0))
-    regrowth = (canopy_mean - trough >= 0.2) & (regrown - trough >= 0.12)
+    regrowth = (canopy_mean - trough >= 0.25) & (regrown - trough >= 0.15)
     # the lowest look from the series' start to the canopy: an annual crop rises from it
     rise_base, _ = masked_min(values, ok & (t_all < canopy_at[:, None]))
     # bare soil inside the peak window with the canopy only after it: a crop sown then

@@ -70,6 +70,9 @@ class PlantingRules:
     #: … and at least this NDVI (weeds on a seedbed rise a few hundredths, a crop more).
     emergence_ndvi: float = 0.30
     late_emergence_days: int = 20
+    #: Emergence this many days past that, with no harvest seen, is another land use (a meadow
+    #: greening up in spring), not a late-sown crop.
+    very_late_days: int = 45
     yellow_planted_fraction: float = 0.8
     red_planted_fraction: float = 0.3
     #: Allowed shortfall of measured planted area against the declared area.
@@ -104,7 +107,7 @@ SOFT_REVIEW = {"NEAR_THRESHOLD", "NO_SEEDBED", "NO_HARVEST", "CANOPY_LOST", "NO_
                "NO_SEASONAL_RISE", "REGROWTH"}
 #: Red reasons about the crop's timing, which a confident crop model can send to review.
 SOFT_RED = {"CROP_MISMATCH_SOWING", "EMERGED_BEFORE_SOWING", "CROP_MISMATCH_TIMING",
-            "SOWN_IN_PEAK", "PERMANENT_VEGETATION"}
+            "SOWN_IN_PEAK", "PERMANENT_VEGETATION", "CROP_REPLACED"}
 
 
 class _Reasons:
@@ -262,6 +265,9 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
             & (e.emergence_day < w.sowing[0]), what="days from emergence to the sowing window",
             value=w.sowing[0] - e.emergence_day, threshold=float(rules.day_margin))
     why.add("NO_EMERGENCE", "yellow", bare_seen & canopy_ok & ~np.isfinite(e.emergence_day))
+    # late sowing is still the crop (a late-sown winter crop may show its rise only at the
+    # spring green-up); emergence months late *and* no harvest is another land use (below)
+    very_late = bare_seen & canopy_ok & (e.emergence_day > late_limit + rules.very_late_days)
     why.add("LATE_EMERGENCE", "info", bare_seen & canopy_ok & (e.emergence_day > late_limit),
             date=_dates(e.emergence_day, origin).astype(str))
     why.add("SOWING_UNOBSERVED", "info", rule & (e.n_sowing == 0),
@@ -282,11 +288,16 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     why.add("NO_HARVEST", "yellow", canopy_ok & ~sown_late & (e.n_harvest >= 2)
             & (e.harvest_min > rules.bare_ndvi_max + 0.1 + m), ndvi=e.harvest_min)
     why.add("HARVEST_UNOBSERVED", "info", rule & (e.n_harvest == 0))
-    # two independent signs of permanent vegetation — never a bare seedbed or no rise from the
-    # winter, and no harvest — are a meadow, a perennial or woodland, not the declared crop
-    permanent = why.fired("yellow", {"NO_HARVEST"}) & why.fired(
-        "yellow", {"NO_SEEDBED", "NO_SEASONAL_RISE"})
+    # two independent signs of permanent vegetation — never a bare seedbed, no rise from the
+    # winter or a rise only months late, and no harvest — are a meadow, a perennial or
+    # woodland, not the declared crop
+    permanent = why.fired("yellow", {"NO_HARVEST"}) & (why.fired(
+        "yellow", {"NO_SEEDBED", "NO_SEASONAL_RISE"}) | very_late)
     why.add("PERMANENT_VEGETATION", "red", permanent)
+    # the canopy gone back to bare soil before the harvest window, then a new growth: one crop
+    # followed another (a cover crop ploughed in, then the main crop) — not the declared season
+    why.add("CROP_REPLACED", "red", why.fired("yellow", {"CANOPY_LOST"})
+            & why.fired("yellow", {"REGROWTH"}), date=_dates(e.lost_day, origin).astype(str))
     pf = e.planted_fraction
     why.add("PARTIAL_PLANTING", "red", canopy_ok & (pf < rules.red_planted_fraction - m), pct=pf)
     why.add("PARTIAL_PLANTING", "yellow", canopy_ok & (pf >= rules.red_planted_fraction - m)

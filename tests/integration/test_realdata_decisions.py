@@ -70,8 +70,6 @@ def test_europe_true_and_false_declarations(europe):
     assert (false["status"] == "green").mean() <= 0.05
 
 
-@pytest.mark.xfail(strict=True, reason="issue target review ≤ 20 %: measured 27 % (sowing "
-                                       "windows clouded on Slovenia, meadows sent to review)")
 def test_europe_review_rate_target(europe):
     assert _scores(europe)["review_rate"] <= 0.20
 
