@@ -80,12 +80,36 @@ class CropModel:
         return out
 
 
-def features(values: np.ndarray, ok: np.ndarray, days: np.ndarray, start_day: float, *,
-             step_days: float, n_steps: int) -> np.ndarray:
-    """(parcels, features): per step of the season, the highest clear NDVI and the smoothed
-    curve's value; then season metrics. NaN where unobserved."""
+@dataclass(frozen=True)
+class SeasonCurve:
+    """Each parcel's smoothed season (Whittaker) and its season metrics, computed once per
+    batch for the verdicts and the crop model."""
+
+    smooth: np.ndarray
+    spread: np.ndarray
+    metrics: dict
+    start_day: float
+    end_day: float
+
+
+def season_curve(values: np.ndarray, ok: np.ndarray, days: np.ndarray, start_day: float,
+                 end_day: float) -> SeasonCurve:
+    """Smooth the clear looks and read the season metrics over [start_day, end_day]."""
+    from ..timeseries.phenology import season_metrics
     from ..timeseries.smoothing import whittaker
 
+    y = np.where(ok, values, np.nan).astype(np.float32)
+    smooth, spread = whittaker(y, ok.astype(np.float32), days)
+    n = len(y)
+    metrics = season_metrics(smooth, ok, days, np.full(n, start_day), np.full(n, end_day))
+    return SeasonCurve(smooth, spread, metrics, start_day, end_day)
+
+
+def features(curve: SeasonCurve, values: np.ndarray, ok: np.ndarray, days: np.ndarray, *,
+             step_days: float, n_steps: int) -> np.ndarray:
+    """(parcels, features): per step of the season, the highest clear NDVI and the smoothed
+    curve's value; then the season metrics. NaN where unobserved."""
+    start_day = curve.start_day
     y = np.where(ok, values, np.nan).astype(np.float32)
     step = np.floor((days - start_day) / step_days).astype(int)
     bin_max = np.full((len(y), n_steps), np.nan, np.float32)
@@ -95,15 +119,17 @@ def features(values: np.ndarray, ok: np.ndarray, days: np.ndarray, start_day: fl
             with np.errstate(all="ignore"):
                 v = np.where(np.isfinite(y[:, cols]), y[:, cols], -np.inf).max(axis=1)
             bin_max[:, k] = np.where(np.isfinite(v), v, np.nan)
-    smooth, spread = whittaker(y, ok.astype(np.float32), days)
     grid = start_day + (np.arange(n_steps) + 0.5) * step_days
     # the smoothed curve on the step grid, where a look is within a step of it
     col = np.clip(np.searchsorted(days, grid), 0, len(days) - 1)
-    at = smooth[:, col]
     seen = np.abs(_nearest_look(ok, days)[:, col] - grid[None, :]) <= step_days
-    at = np.where(seen, at, np.nan)
-    metrics = _metrics(smooth, ok, days, start_day, n_steps * step_days)
-    return np.column_stack([bin_max, at, spread[:, None], metrics]).astype(np.float32)
+    at = np.where(seen, curve.smooth[:, col], np.nan)
+    m = curve.metrics
+    metrics = np.column_stack([np.asarray(m[k], np.float32) for k in (
+        "peak_value", "peak_day", "sos_day", "eos_day", "amplitude", "n_cycles", "integral",
+        "season_integral")])
+    metrics[:, 1:4] -= start_day  # days into the season
+    return np.column_stack([bin_max, at, curve.spread[:, None], metrics]).astype(np.float32)
 
 
 def _nearest_look(ok: np.ndarray, days: np.ndarray) -> np.ndarray:
@@ -115,18 +141,6 @@ def _nearest_look(ok: np.ndarray, days: np.ndarray) -> np.ndarray:
     d_prev = np.where(prev >= 0, days[np.clip(prev, 0, None)], -np.inf)
     d_next = np.where(nxt < n_t, days[np.clip(nxt, None, n_t - 1)], np.inf)
     return np.where(days[None, :] - d_prev <= d_next - days[None, :], d_prev, d_next)
-
-
-def _metrics(smooth, ok, days, start_day, length) -> np.ndarray:
-    from ..timeseries.phenology import season_metrics
-
-    n = len(smooth)
-    m = season_metrics(smooth, ok, days, np.full(n, start_day), np.full(n, start_day + length))
-    cols = [m[k] for k in ("peak_value", "peak_day", "sos_day", "eos_day", "amplitude",
-                           "n_cycles", "integral", "season_integral")]
-    out = np.column_stack([np.asarray(c, np.float32) for c in cols])
-    out[:, 1:4] -= start_day  # days into the season
-    return out
 
 
 def _train(x: np.ndarray, labels: np.ndarray, seed: int):
@@ -193,14 +207,8 @@ def _declared_probability(proba: np.ndarray, classes: list[str], declared: np.nd
     return np.where(col >= 0, p, np.nan)
 
 
-def _steps(w, step_days: float) -> tuple[float, int]:
-    start = float(np.nanmin(w.season[0])) - 30.0
-    end = float(np.nanmax(w.season[1]))
-    return start, int(np.ceil((end - start) / step_days))
-
-
-def judge_declarations(crop_model, values, ok, days, w, declared: np.ndarray,
-                       judged: np.ndarray, rules, *, step_days: float = 15.0,
+def judge_declarations(crop_model, curve: SeasonCurve, values, ok, days, declared: np.ndarray,
+                       judged: np.ndarray, *, step_days: float = 15.0,
                        save_to: str | Path | None = None
                        ) -> tuple[np.ndarray, np.ndarray, dict]:
     """(probability of the declared crop, likeliest crop, report) per parcel.
@@ -214,8 +222,7 @@ def judge_declarations(crop_model, values, ok, days, w, declared: np.ndarray,
     if isinstance(crop_model, (str, Path)) and str(crop_model) != "auto":
         crop_model = CropModel.load(crop_model)
     if isinstance(crop_model, CropModel):
-        start = float(np.nanmin(w.season[0])) - 30.0
-        x = features(values, ok, days, start, step_days=crop_model.step_days,
+        x = features(curve, values, ok, days, step_days=crop_model.step_days,
                      n_steps=crop_model.n_steps)
         proba = crop_model.probabilities(x)
         classes = crop_model.classes
@@ -230,8 +237,8 @@ def judge_declarations(crop_model, values, ok, days, w, declared: np.ndarray,
                    "parcels)")
             return p_declared, likeliest, {"used": False, "why_en": why,
                                            "declared_counts": counts}
-        start, n_steps = _steps(w, step_days)
-        x = features(values, ok, days, start, step_days=step_days, n_steps=n_steps)
+        n_steps = int(np.ceil((curve.end_day - curve.start_day) / step_days))
+        x = features(curve, values, ok, days, step_days=step_days, n_steps=n_steps)
         trainable = judged & np.isin(declared, list(learnt))
         proba, classes, info = cross_fitted(x, declared, trainable)
         report = {"used": True, "how": f"random forest cross-fitted over {FOLDS} folds of "

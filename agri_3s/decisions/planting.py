@@ -45,13 +45,14 @@ from ..types import Season
 from . import evidence as ev
 from .calendar import calendar_for
 from .confidence import verdict_confidence
-from .evidence import LOOKBACK  # noqa: F401  (the pipeline reads the series from here)
+from .crop_model import season_curve
+from .evidence import LOOKBACK
 from .reason_arrays import add_reason, empty_reasons
 
 COLUMNS = ["parcel_id", "policy_id", "crop", "status", "reasons", "reasons_zh", "reasons_en",
            "planted_fraction", "emergence_date", "peak_ndvi", "peak_date", "measured_area_mu",
            "declared_area_mu", "parcel_area_mu", "area_ratio", "clear_observations",
-           "unobserved", "full_pixels", "pixel_rule", "crop_model_p_declared",
+           "unobserved", "season_start", "season_end", "growth_cycles", "full_pixels", "pixel_rule", "crop_model_p_declared",
            "crop_model_crop", "decided_by", "p_declared", "confidence"]
 
 
@@ -309,13 +310,17 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     why.add("SMALL_PARCEL", "yellow", judged & (weight < rules.min_pixel_equivalents), n=weight)
 
     # --- the crop model ---------------------------------------------------------------------
+    # the smoothed season and its metrics (start, end, growth cycles), for the verdicts'
+    # columns and the crop model's features
+    start_day = float(np.nanmin(w.season[0], initial=np.inf)) - LOOKBACK.days if n else 0.0
+    curve = season_curve(values, ok, days, start_day, float(np.nanmax(w.season[1], initial=0)))
     p_model = np.full(n, np.nan)
     likeliest = np.full(n, None, dtype=object)
     if crop_model is not None:
         from .crop_model import judge_declarations
 
         p_model, likeliest, report = judge_declarations(
-            crop_model, values, ok, days, w, crops.to_numpy(), judged, rules,
+            crop_model, curve, values, ok, days, crops.to_numpy(), judged,
             save_to=save_crop_model)
         model_report = {} if model_report is None else model_report
         model_report.update(report)
@@ -390,7 +395,12 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
         "peak_ndvi": e.peak_ndvi, "peak_date": _dates(e.peak_day, origin),
         "measured_area_mu": measured, "declared_area_mu": parcels["declared_area_mu"].to_numpy(),
         "parcel_area_mu": area, "area_ratio": ratio, "clear_observations": e.n_season,
-        "unobserved": unobserved, "full_pixels": full,
+        "unobserved": unobserved,
+        "season_start": _dates(np.where(curve.metrics["sos_observed"],
+                                        curve.metrics["sos_day"], np.nan), origin),
+        "season_end": _dates(np.where(curve.metrics["eos_observed"], curve.metrics["eos_day"],
+                                      np.nan), origin),
+        "growth_cycles": np.asarray(curve.metrics["n_cycles"]), "full_pixels": full,
         "pixel_rule": coord("pixel_rule", "none").astype(str),
         "crop_model_p_declared": p_model, "crop_model_crop": likeliest,
         "decided_by": decided_by, "p_declared": p_true, "confidence": confidence})
