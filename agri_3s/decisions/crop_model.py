@@ -35,6 +35,8 @@ MIN_PARCELS = 40
 #: Most parcels a forest trains on (a stratified sample of the others when the batch is larger).
 MAX_TRAIN = 8_000
 FOLDS = 5
+#: Parcels each tree is grown on (a bootstrap sample of the training pool).
+TREE_SAMPLES = 2_000
 #: Declarations whose crop the first round finds less likely than this are left out of the
 #: second round's training (presumed false).
 CLEAN_BELOW = 0.1
@@ -114,15 +116,13 @@ def features(curve: SeasonCurve, values: np.ndarray, ok: np.ndarray, days: np.nd
     step = np.floor((days - start_day) / step_days).astype(int)
     bin_max = np.full((len(y), n_steps), np.nan, np.float32)
     for k in range(n_steps):
-        cols = step == k
-        if cols.any():
-            with np.errstate(all="ignore"):
-                v = np.where(np.isfinite(y[:, cols]), y[:, cols], -np.inf).max(axis=1)
-            bin_max[:, k] = np.where(np.isfinite(v), v, np.nan)
+        cols = np.flatnonzero(step == k)
+        if len(cols):
+            bin_max[:, k] = np.fmax.reduce(y[:, cols], axis=1)  # NaN only if none is clear
     grid = start_day + (np.arange(n_steps) + 0.5) * step_days
     # the smoothed curve on the step grid, where a look is within a step of it
     col = np.clip(np.searchsorted(days, grid), 0, len(days) - 1)
-    seen = np.abs(_nearest_look(ok, days)[:, col] - grid[None, :]) <= step_days
+    seen = np.abs(_nearest_look(ok, days, col) - grid[None, :]) <= step_days
     at = np.where(seen, curve.smooth[:, col], np.nan)
     m = curve.metrics
     metrics = np.column_stack([np.asarray(m[k], np.float32) for k in (
@@ -132,23 +132,27 @@ def features(curve: SeasonCurve, values: np.ndarray, ok: np.ndarray, days: np.nd
     return np.column_stack([bin_max, at, curve.spread[:, None], metrics]).astype(np.float32)
 
 
-def _nearest_look(ok: np.ndarray, days: np.ndarray) -> np.ndarray:
-    """Per (parcel, time) the day of the nearest clear look (inf where none)."""
+def _nearest_look(ok: np.ndarray, days: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Per parcel, the day of the clear look nearest to each of the dates ``cols`` (±inf where
+    none)."""
     n_t = len(days)
-    idx = np.where(ok, np.arange(n_t), -1)
-    prev = np.maximum.accumulate(idx, axis=1)
-    nxt = np.minimum.accumulate(np.where(ok, np.arange(n_t), n_t)[:, ::-1], axis=1)[:, ::-1]
+    t = np.arange(n_t, dtype=np.int16)
+    prev = np.maximum.accumulate(np.where(ok, t, np.int16(-1)), axis=1)[:, cols]
+    nxt = np.minimum.accumulate(np.where(ok, t, np.int16(n_t))[:, ::-1], axis=1)[:, ::-1][:, cols]
     d_prev = np.where(prev >= 0, days[np.clip(prev, 0, None)], -np.inf)
     d_next = np.where(nxt < n_t, days[np.clip(nxt, None, n_t - 1)], np.inf)
-    return np.where(days[None, :] - d_prev <= d_next - days[None, :], d_prev, d_next)
+    at = days[cols][None, :]
+    return np.where(at - d_prev <= d_next - at, d_prev, d_next)
 
 
 def _train(x: np.ndarray, labels: np.ndarray, seed: int):
     from sklearn.ensemble import RandomForestClassifier
 
+    # each tree sees at most TREE_SAMPLES parcels (bootstrap): a large batch's forests cost
+    # what a small batch's do, and 100 trees still see the whole pool
     forest = RandomForestClassifier(n_estimators=100, min_samples_leaf=2, max_features="sqrt",
                                     class_weight="balanced_subsample", n_jobs=2,
-                                    random_state=seed)
+                                    max_samples=min(len(x), TREE_SAMPLES), random_state=seed)
     return forest.fit(x, labels)
 
 

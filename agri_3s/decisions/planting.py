@@ -142,7 +142,13 @@ class _Reasons:
 
 
 def _dates(day: np.ndarray, origin: np.datetime64) -> np.ndarray:
-    return np.asarray(ev.to_dates(origin, day), dtype=object)
+    """Day numbers → ``datetime.date`` objects (None where unknown), for the output columns."""
+    return ev.to_dates(origin, day).astype(object)
+
+
+def _date_text(day: np.ndarray, origin: np.datetime64) -> np.ndarray:
+    """Day numbers → ISO date strings, for reason texts."""
+    return ev.to_dates(origin, day).astype(str)
 
 
 def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, season: Season,
@@ -181,9 +187,14 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     days = ev.day_numbers(times)
     origin = np.datetime64(times[0], "D") if len(times) else np.datetime64(season.start, "D")
 
+    # the parcels in the series' own order (the usual case) are read in place, not copied
+    in_order = bool(have.all()) and s.sizes["parcel"] == n and bool((r == np.arange(n)).all())
+
     def var(name: str, fill=np.nan) -> np.ndarray:
         if name not in s or len(times) == 0:
             return np.full((n, len(times)), fill, np.float32)
+        if in_order:
+            return s[name].values
         v = s[name].values[r]
         v[~have] = fill
         return v
@@ -197,8 +208,8 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     values, p75, veg = var("ndvi_mean"), var("ndvi_p75"), var("vegetated_fraction")
     if len(times):
         screened = s if "look_flag" in s else None
-        ok = (clear_looks(screened) if screened is not None else
-              clear_looks(_screen(s, rules)))[r] & have[:, None]
+        ok = clear_looks(screened) if screened is not None else clear_looks(_screen(s, rules))
+        ok = ok.copy() if in_order else ok[r] & have[:, None]
     else:
         ok = np.zeros((n, 0), bool)
     ok &= np.isfinite(values)
@@ -246,7 +257,7 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     why.add("CANOPY_NOT_REACHED", "yellow", not_reached, p75=e.canopy, min=crop_min)
     timing = no_canopy & ~not_reached & np.isfinite(e.late_canopy_day)
     why.add("CROP_MISMATCH_TIMING", "red", timing,
-            date=_dates(e.late_canopy_day, origin).astype(str))
+            date=_date_text(e.late_canopy_day, origin))
     why.add("NOT_PLANTED", "red", no_canopy & ~not_reached & ~timing, p75=e.canopy,
             min=crop_min)
     near_canopy = rule & ~no_canopy & (e.canopy < crop_min + m)
@@ -260,8 +271,8 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     why.add("NO_SEEDBED", "yellow", never_bare, ndvi=e.seedbed_min)
     early = bare_seen & canopy_ok & (e.emergence_day < w.sowing[0] - rules.day_margin)
     why.add("EMERGED_BEFORE_SOWING", "red", early,
-            date=_dates(e.emergence_day, origin).astype(str),
-            start=_dates(w.sowing[0], origin).astype(str))
+            date=_date_text(e.emergence_day, origin),
+            start=_date_text(w.sowing[0], origin))
     why.add("NEAR_THRESHOLD", "yellow", bare_seen & canopy_ok & ~early & ~near_canopy
             & (e.emergence_day < w.sowing[0]), what="days from emergence to the sowing window",
             value=w.sowing[0] - e.emergence_day, threshold=float(rules.day_margin))
@@ -270,21 +281,21 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     # spring green-up); emergence months late *and* no harvest is another land use (below)
     very_late = bare_seen & canopy_ok & (e.emergence_day > late_limit + rules.very_late_days)
     why.add("LATE_EMERGENCE", "info", bare_seen & canopy_ok & (e.emergence_day > late_limit),
-            date=_dates(e.emergence_day, origin).astype(str))
+            date=_date_text(e.emergence_day, origin))
     why.add("SOWING_UNOBSERVED", "info", rule & (e.n_sowing == 0),
-            start=_dates(w.seedbed[0], origin).astype(str),
-            end=_dates(w.sowing[1], origin).astype(str))
+            start=_date_text(w.seedbed[0], origin),
+            end=_date_text(w.sowing[1], origin))
     # without a seedbed seen, an annual crop still shows its rise to the canopy (a winter crop
     # its spring green-up from the winter level); a meadow or a forest barely does
     why.add("NO_SEASONAL_RISE", "yellow", canopy_ok & ~bare_seen
             & (e.canopy_mean - e.rise_base < rules.min_season_rise),
             rise=e.canopy_mean - e.rise_base, min=rules.min_season_rise)
     sown_late = canopy_ok & np.isfinite(e.bare_in_peak_day)
-    why.add("SOWN_IN_PEAK", "red", sown_late, date=_dates(e.bare_in_peak_day, origin).astype(str))
+    why.add("SOWN_IN_PEAK", "red", sown_late, date=_date_text(e.bare_in_peak_day, origin))
     why.add("REGROWTH", "yellow", canopy_ok & ~sown_late & np.isfinite(e.regrowth_day),
-            date=_dates(e.regrowth_day, origin).astype(str))
+            date=_date_text(e.regrowth_day, origin))
     lost = canopy_ok & np.isfinite(e.lost_day) & ~sown_late
-    why.add("CANOPY_LOST", "yellow", lost, date=_dates(e.lost_day, origin).astype(str))
+    why.add("CANOPY_LOST", "yellow", lost, date=_date_text(e.lost_day, origin))
     # no harvest: the harvest window was seen at least twice and never came near stubble
     why.add("NO_HARVEST", "yellow", canopy_ok & ~sown_late & (e.n_harvest >= 2)
             & (e.harvest_min > rules.bare_ndvi_max + 0.1 + m), ndvi=e.harvest_min)
@@ -298,7 +309,7 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     # the canopy gone back to bare soil before the harvest window, then a new growth: one crop
     # followed another (a cover crop ploughed in, then the main crop) — not the declared season
     why.add("CROP_REPLACED", "red", why.fired("yellow", {"CANOPY_LOST"})
-            & why.fired("yellow", {"REGROWTH"}), date=_dates(e.lost_day, origin).astype(str))
+            & why.fired("yellow", {"REGROWTH"}), date=_date_text(e.lost_day, origin))
     pf = e.planted_fraction
     why.add("PARTIAL_PLANTING", "red", canopy_ok & (pf < rules.red_planted_fraction - m), pct=pf)
     why.add("PARTIAL_PLANTING", "yellow", canopy_ok & (pf >= rules.red_planted_fraction - m)

@@ -44,15 +44,18 @@ class ScreenRules:
     blue_excess: float = 0.04
 
 
+#: Parcels screened at a time: the (parcel × time) temporaries stay a few tens of MB.
+CHUNK = 65_536
+
+
 def _neighbours(clear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per (parcel, time) the index of the previous and of the next clear look (−1 / T: none)."""
     n_t = clear.shape[1]
-    idx = np.where(clear, np.arange(n_t), -1)
-    prev = np.maximum.accumulate(idx, axis=1)
-    prev = np.concatenate([np.full((len(idx), 1), -1), prev[:, :-1]], axis=1)
-    idx_next = np.where(clear, np.arange(n_t), n_t)
-    nxt = np.minimum.accumulate(idx_next[:, ::-1], axis=1)[:, ::-1]
-    nxt = np.concatenate([nxt[:, 1:], np.full((len(idx), 1), n_t)], axis=1)
+    t = np.arange(n_t, dtype=np.int16)
+    prev = np.maximum.accumulate(np.where(clear, t, np.int16(-1)), axis=1)
+    prev = np.concatenate([np.full((len(clear), 1), -1, np.int16), prev[:, :-1]], axis=1)
+    nxt = np.minimum.accumulate(np.where(clear, t, np.int16(n_t))[:, ::-1], axis=1)[:, ::-1]
+    nxt = np.concatenate([nxt[:, 1:], np.full((len(clear), 1), n_t, np.int16)], axis=1)
     return prev, nxt
 
 
@@ -93,24 +96,30 @@ def screen_looks(series: xr.Dataset, rules: ScreenRules = ScreenRules()) -> xr.D
     >>> screen_looks(s)["look_flag"].values.tolist()   # the 0.45 look recovers: a cloud
     [[0, 0, 3, 0, 0]]
     """
-    values = series["ndvi_mean"].values.astype(np.float64)
-    cf = series["clear_fraction"].values
-    flag = np.full(values.shape, CLEAR, np.uint8)
-    no_data = ~np.isfinite(cf)
-    if "weight_sum" in series.coords:
-        no_data |= (series["weight_sum"].values <= 0)[:, None]
-    with np.errstate(invalid="ignore"):
-        masked = ~no_data & ((cf < rules.min_clear_fraction) | ~np.isfinite(values))
-    flag[masked] = MASKED
-    flag[no_data] = NO_DATA
+    values, cf = series["ndvi_mean"].values, series["clear_fraction"].values
+    blue = series["blue_mean"].values if "blue_mean" in series else None
+    weight = series["weight_sum"].values if "weight_sum" in series.coords else None
     days = ((series["time"].values - series["time"].values[0])
-            / np.timedelta64(1, "D")).astype(np.float64)
-    blue = series["blue_mean"].values.astype(np.float64) if "blue_mean" in series else None
-    # one pass: a look is judged against its clear neighbours (two cloudy looks in a row, each
-    # the other's neighbour, are not caught — the smoother's robust weights lean on them less)
-    dip, bright = _transients(values, flag == CLEAR, days, rules, blue)
-    flag[dip] = NDVI_DIP
-    flag[bright] = BLUE_BRIGHT
+            / np.timedelta64(1, "D")).astype(np.float32)
+    flag = np.full(values.shape, CLEAR, np.uint8)
+    for a in range(0, len(values), CHUNK):  # in blocks of parcels: bounded memory
+        rows = slice(a, a + CHUNK)
+        v, c = values[rows], cf[rows]
+        no_data = ~np.isfinite(c)
+        if weight is not None:
+            no_data |= (weight[rows] <= 0)[:, None]
+        with np.errstate(invalid="ignore"):
+            masked = ~no_data & ((c < rules.min_clear_fraction) | ~np.isfinite(v))
+        f = flag[rows]
+        f[masked] = MASKED
+        f[no_data] = NO_DATA
+        # one pass: a look is judged against its clear neighbours (two cloudy looks in a row,
+        # each the other's neighbour, are not caught — the smoother's robust weights lean on
+        # them less)
+        dip, bright = _transients(v, f == CLEAR, days, rules,
+                                  None if blue is None else blue[rows])
+        f[dip] = NDVI_DIP
+        f[bright] = BLUE_BRIGHT
     counts = {name: int((flag == k).sum()) for k, name in enumerate(LOOK_FLAGS) if k}
     out = series.assign(look_flag=(("parcel", "time"), flag))
     out["look_flag"].attrs.update(

@@ -179,3 +179,18 @@ def test_crop_model_flags_a_false_minority_and_keeps_the_true_majority():
     assert (false["status"] != "green").mean() >= 0.8
     assert (true_wheat["status"] == "green").mean() >= 0.9
     assert (false["crop_model_crop"] == "rapeseed").mean() >= 0.8
+
+
+def test_verdicts_do_not_depend_on_how_parcels_are_blocked(monkeypatch):
+    """Evidence and screening run in blocks of parcels for a province: blocks of 2 give the
+    one-block answer."""
+    from agri_3s.decisions import evidence
+    from agri_3s.timeseries import screening
+
+    curves = {"wheat": WHEAT_CURVE, "meadow": MEADOW_CURVE, "wheat2": WHEAT_CURVE,
+              "m2": MEADOW_CURVE, "w3": WHEAT_CURVE}
+    whole = _verdicts(curves, "winter_wheat", WHEAT)
+    monkeypatch.setattr(evidence, "CHUNK", 2)
+    monkeypatch.setattr(screening, "CHUNK", 2)
+    blocked = _verdicts(curves, "winter_wheat", WHEAT)
+    pd.testing.assert_frame_equal(whole, blocked)
