@@ -35,6 +35,8 @@ MIN_PARCELS = 40
 #: Most parcels a forest trains on (a stratified sample of the others when the batch is larger).
 MAX_TRAIN = 8_000
 FOLDS = 5
+#: Parcels whose features are made at a time (bounded memory).
+CHUNK = 131_072
 #: Parcels each tree is grown on (a bootstrap sample of the training pool).
 TREE_SAMPLES = 2_000
 #: Declarations whose crop the first round finds less likely than this are left out of the
@@ -112,24 +114,27 @@ def features(curve: SeasonCurve, values: np.ndarray, ok: np.ndarray, days: np.nd
     """(parcels, features): per step of the season, the highest clear NDVI and the smoothed
     curve's value; then the season metrics. NaN where unobserved."""
     start_day = curve.start_day
-    y = np.where(ok, values, np.nan).astype(np.float32)
     step = np.floor((days - start_day) / step_days).astype(int)
-    bin_max = np.full((len(y), n_steps), np.nan, np.float32)
-    for k in range(n_steps):
-        cols = np.flatnonzero(step == k)
-        if len(cols):
-            bin_max[:, k] = np.fmax.reduce(y[:, cols], axis=1)  # NaN only if none is clear
+    bins = [np.flatnonzero(step == k) for k in range(n_steps)]
     grid = start_day + (np.arange(n_steps) + 0.5) * step_days
-    # the smoothed curve on the step grid, where a look is within a step of it
     col = np.clip(np.searchsorted(days, grid), 0, len(days) - 1)
-    seen = np.abs(_nearest_look(ok, days, col) - grid[None, :]) <= step_days
-    at = np.where(seen, curve.smooth[:, col], np.nan)
-    m = curve.metrics
-    metrics = np.column_stack([np.asarray(m[k], np.float32) for k in (
-        "peak_value", "peak_day", "sos_day", "eos_day", "amplitude", "n_cycles", "integral",
-        "season_integral")])
-    metrics[:, 1:4] -= start_day  # days into the season
-    return np.column_stack([bin_max, at, curve.spread[:, None], metrics]).astype(np.float32)
+    names = ("peak_value", "peak_day", "sos_day", "eos_day", "amplitude", "n_cycles",
+             "integral", "season_integral")
+    out = np.full((len(values), 2 * n_steps + 1 + len(names)), np.nan, np.float32)
+    for a in range(0, len(values), CHUNK):  # in blocks of parcels: bounded memory
+        rows = slice(a, a + CHUNK)
+        v, o = values[rows], ok[rows]
+        for k, cols in enumerate(bins):
+            if len(cols):  # the highest clear look in the step (NaN only if none is clear)
+                out[rows, k] = np.fmax.reduce(np.where(o[:, cols], v[:, cols], np.nan), axis=1)
+        # the smoothed curve on the step grid, where a look is within a step of it
+        seen = np.abs(_nearest_look(o, days, col) - grid[None, :]) <= step_days
+        out[rows, n_steps:2 * n_steps] = np.where(seen, curve.smooth[rows][:, col], np.nan)
+    out[:, 2 * n_steps] = curve.spread
+    out[:, 2 * n_steps + 1:] = np.column_stack([np.asarray(curve.metrics[k], np.float32)
+                                                for k in names])
+    out[:, 2 * n_steps + 2:2 * n_steps + 5] -= start_day  # peak, start, end: days in
+    return out
 
 
 def _nearest_look(ok: np.ndarray, days: np.ndarray, cols: np.ndarray) -> np.ndarray:

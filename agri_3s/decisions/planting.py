@@ -213,8 +213,9 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     else:
         ok = np.zeros((n, 0), bool)
     ok &= np.isfinite(values)
-    cover = ev.canopy_reference(values, ok, cal_index)
-    e = ev.gather(values, p75, veg, var("water_fraction"), cover, ok, days, w, bare_ndvi_max=rules.bare_ndvi_max,
+    e = ev.gather(values, p75, veg, var("water_fraction"),
+                  ev.canopy_reference(values, ok, cal_index), ok, days, w,
+                  bare_ndvi_max=rules.bare_ndvi_max,
                   emergence_level=(rules.emergence_rise, rules.emergence_ndvi),
                   cover_disagreement=rules.cover_disagreement, day_margin=rules.day_margin,
                   lost_before_harvest_days=rules.lost_before_harvest_days)
@@ -337,6 +338,9 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
         model_report.update(report)
         if not report.get("used", False):
             why.add("CROP_MODEL_UNAVAILABLE", "info", judged, why=report.get("why_en", ""))
+    metrics = {k: curve.metrics[k] for k in ("sos_day", "sos_observed", "eos_day",
+                                             "eos_observed", "n_cycles")}
+    del curve, ok  # (parcel × time) arrays no longer needed: the output table comes next
     has_model = np.isfinite(p_model)
 
     # the model settles what the calendar leaves open, and doubts what it accepts
@@ -407,11 +411,11 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
         "measured_area_mu": measured, "declared_area_mu": parcels["declared_area_mu"].to_numpy(),
         "parcel_area_mu": area, "area_ratio": ratio, "clear_observations": e.n_season,
         "unobserved": unobserved,
-        "season_start": _dates(np.where(curve.metrics["sos_observed"],
-                                        curve.metrics["sos_day"], np.nan), origin),
-        "season_end": _dates(np.where(curve.metrics["eos_observed"], curve.metrics["eos_day"],
+        "season_start": _dates(np.where(metrics["sos_observed"], metrics["sos_day"], np.nan),
+                               origin),
+        "season_end": _dates(np.where(metrics["eos_observed"], metrics["eos_day"],
                                       np.nan), origin),
-        "growth_cycles": np.asarray(curve.metrics["n_cycles"]), "full_pixels": full,
+        "growth_cycles": np.asarray(metrics["n_cycles"]), "full_pixels": full,
         "pixel_rule": coord("pixel_rule", "none").astype(str),
         "crop_model_p_declared": p_model, "crop_model_crop": likeliest,
         "decided_by": decided_by, "p_declared": p_true, "confidence": confidence})
