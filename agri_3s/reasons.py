@@ -74,6 +74,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "FEW_CLEAR_OBS": ("季内晴空观测仅 {n} 次", "only {n} clear observations in the season"),
     "NO_PEAK_OBS": ("峰值期无晴空观测", "no clear observation in the peak window"),
     "NO_PIXELS": ("地块不在影像范围内或无可用像元", "parcel outside the imagery or without pixels"),
+    "SOURCE_NO_DATA": ("影像服务未返回该地块的统计：{why}",
+                       "the imagery service returned no statistics for this parcel: {why}"),
     "UNKNOWN_CROP": ("作物代码 {crop} 无作物日历", "no crop calendar for crop code {crop}"),
     "INVALID_GEOMETRY": ("地块图形无效：{detail}", "invalid parcel geometry: {detail}"),
     "INVALID_ATTRIBUTES": ("地块属性缺失或无效：{detail}", "missing or invalid attributes: {detail}"),
@@ -115,6 +117,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "SURVEY_EDGE": ("边缘地块损失率可能达 {high:.0%}（起赔点 {threshold:.0%}），需现场查勘；所列赔款为暂估值",
                     "edge parcel whose loss may reach {high:.0%} (payout threshold "
                     "{threshold:.0%}): field survey needed; the indemnity shown is provisional"),
+    "UNDERWRITING_REJECTED": ("承保核验未通过（{codes}）：赔付前请核实地块是否种植申报作物",
+                              "underwriting rejected this parcel ({codes}): check that the "
+                              "declared crop was there before paying"),
     # overlap / duplicate insurance, monitoring units (parcels/overlap.py, parcels/units.py)
     "OVERLAP": ("与地块 {other}（来源：{source}）重叠 {area_mu:.2f} 亩，占本地块 {share:.0%}",
                 "overlaps parcel {other} ({source}) by {area_mu:.2f} mu, {share:.0%} of this parcel"),
@@ -163,6 +168,15 @@ REASONS: dict[str, tuple[str, str]] = {
                           "crop '{crop}' is not a known crop code (kept as given)"),
     "ATTRIBUTES_VARY": ("同一地块各顶点行的 {columns} 不一致，取第一行的值",
                         "this parcel's vertex rows disagree on {columns}: the first row's value is used"),
+    "COLUMN_NAME_TRUNCATED": ("Shapefile 的 DBF 列名最多 10 字节，列 {source} 按截断的 {column} 读取{alt_zh}，请核对",
+                              "the Shapefile's DBF keeps 10-byte column names: column {source} read "
+                              "as {column}, cut to fit{alt_en} (please check)"),
+    "ATTRIBUTE_ABSENT": ("文件中没有 {columns}：已核查图形、面积和坐标系，承保验标和定损需补充这些信息",
+                         "the file has no {columns}: geometry, area and CRS checked, but underwriting "
+                         "and loss assessment need them"),
+    "FIELD_TOO_LONG": ("字段 {column} 长 {n} 个字符，超过上限 {max} 个字符，请缩短或删除该列",
+                       "field {column} is {n} characters long, above the limit of {max}: shorten "
+                       "it or drop the column"),
 }
 
 

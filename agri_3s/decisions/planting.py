@@ -239,7 +239,9 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     rejected = (parcels["validity"] == "rejected").to_numpy() if "validity" in parcels else \
         np.zeros(n, bool)
     no_cal = cal_index < 0
-    no_pixels = ~rejected & (~have | (weight <= 0))
+    # a parcel the imagery service returned nothing for says so in the service's words
+    from_source = coord("source_status", "ok").astype(str) == "no_data"
+    no_pixels = ~rejected & (~have | (weight <= 0) | from_source)
     few = ~rejected & ~no_pixels & (e.n_season < rules.min_observations)
     no_peak = ~rejected & ~no_pixels & ~few & ~no_cal & (e.n_peak == 0)
     judged = ~(rejected | no_pixels | few | no_peak)
@@ -375,7 +377,9 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     decided_by[~decided] = ""
 
     nodata = _Reasons(n)
-    nodata.add("NO_PIXELS", "red", no_pixels)
+    nodata.add("SOURCE_NO_DATA", "red", no_pixels & from_source,
+               why=coord("source_reason", "").astype(str))
+    nodata.add("NO_PIXELS", "red", no_pixels & ~from_source)
     nodata.add("FEW_CLEAR_OBS", "red", few, n=e.n_season)
     nodata.add("NO_PEAK_OBS", "red", no_peak)
     nodata.add("UNKNOWN_CROP", "red", no_verdict, crop=crops.to_numpy())

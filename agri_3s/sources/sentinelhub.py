@@ -20,21 +20,29 @@ subtracted again here (doing so would bias post-2022 reflectance by −0.1). No-
 Sentinel Hub's ``dataMask`` band (not from DN 0, which after harmonisation is a valid, very dark
 pixel).
 
-Errors. sentinelhub-py's own download client is used, configured so that
+Errors. Every request (one tile of one date, one parcel's statistics, one batch call) goes
+through sentinelhub-py's download client on its own, so that
 
-* HTTP 429 waits for the ``Retry-After`` header (Sentinel Hub sends it in **milliseconds**;
-  sentinelhub-py reads it that way) up to ``config.max_retries`` times (set to 10 when unset,
-  because sentinelhub-py's default ``None`` retries for ever);
+* HTTP 429 waits for the ``Retry-After`` header, which Sentinel Hub sends in **milliseconds**
+  ("Retry-After: Time until the next request is available. In milliseconds",
+  https://docs.sentinel-hub.com/api/latest/api/overview/rate-limiting/), capped at
+  :data:`MAX_RETRY_AFTER_S` (60 s: the service's rate-limit policies are per minute, so a
+  longer wait is a proxy's or a bug's, not the service's); up to ``config.max_retries`` times
+  (10 when unset, because sentinelhub-py's default ``None`` retries for ever);
 * 5xx, timeouts, dropped connections and truncated bodies are retried
   ``config.max_download_attempts`` times with exponential back-off (×3, starting at
   ``config.download_sleep_time``);
-* a 401 (token expired or revoked server-side) fetches a new token once and retries;
-* anything still failing raises :class:`~agri_3s.errors.ImageryError` naming the date and tile
-  (or parcel) — a date is never silently left out.
+* a 401 (token expired or revoked server-side) fetches a new token once — shared by all
+  requests in flight — and retries only the request that got it;
+* the Process API stops with :class:`~agri_3s.errors.ImageryError` naming the date and tile (a
+  date is never silently left out); the Statistical APIs keep every other parcel and mark the
+  failed one ``source_status = "no_data"`` with the service's reason (or raise naming the parcel
+  and date with ``fail_on_error=True``).
 
-Missing or rejected credentials raise :class:`~agri_3s.errors.InputError` with the fix; the client
-secret never appears in a message, and a log filter redacts it from requests-oauthlib's DEBUG log
-(which otherwise prints the token request body, secret included).
+Missing or rejected credentials raise :class:`~agri_3s.errors.InputError` with the fix. The
+client secret and every OAuth token are redacted from the log records of sentinelhub-py,
+requests-oauthlib, oauthlib, requests and urllib3 at every level (requests-oauthlib logs the
+token request body and the token it obtained at DEBUG) and from every message raised here.
 
 Credentials are read only when a request is made, never at import.
 """
@@ -42,34 +50,31 @@ Credentials are read only when a request is made, never at import.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import dask
 import dask.array as da
-import geopandas as gpd
 import numpy as np
-import shapely
 import xarray as xr
 from affine import Affine
 from odc.geo.geobox import GeoBox
 from pyproj import CRS as ProjCRS
 from pyproj import Transformer
 
-from ..crs import require_crs, utm_crs_for
+from ..crs import utm_crs_for
 from ..errors import ImageryError, InputError
 from .base import (
     BAND_NAMES,
     DEFAULT_BANDS,
-    INVALID_SCL,
     L2A_QUANTIFICATION,
     cube_from_arrays,
     solar_day,
@@ -87,6 +92,8 @@ STATS_MARKER = "// agri_3s:ndvi-stats v1"
 RESOLUTION_M = 10.0
 CUBE_MARGIN_M = 30.0
 MAX_RATE_LIMIT_RETRIES = 10
+#: Longest wait a ``Retry-After`` header may impose (seconds); longer values are cut to this.
+MAX_RETRY_AFTER_S = 60.0
 #: OAuth2 error codes (RFC 6749 §5.2) that mean the client id / secret were refused.
 _REJECTED_OAUTH_ERRORS = ("invalid_client", "unauthorized_client", "invalid_grant",
                           "access_denied")
@@ -128,35 +135,72 @@ def _prepared_config(config):
     return cfg
 
 
-class _RedactSecret(logging.Filter):
-    """Replace known secrets in log records (requests-oauthlib logs the token request body)."""
+# --------------------------------------------------------------------------- secrets in logs
+
+# OAuth material in any text a library may log: "access_token": "…", client_secret=…,
+# "Authorization": "Bearer …", and any JWT (every Sentinel Hub / CDSE token is one)
+_SECRET_PATTERNS = (
+    re.compile(r"""((?:access|refresh|id)_token|client_secret)(["']?\s*[:=]\s*["']?)"""
+               r"""([^"'&,\s}]+)""", re.IGNORECASE),
+    re.compile(r"(Bearer\s+)([^\s\"',}]+)", re.IGNORECASE),
+    re.compile(r"()()(eyJ[\w-]+\.[\w-]+\.[\w-]*)"),
+)
+_SECRET_HINTS = ("token", "bearer", "secret", "eyj")
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` with OAuth tokens, bearer headers, client secrets and ``secrets`` replaced by ***.
+
+    >>> redact("Obtained token {'access_token': 'eyJa.eyJb.c', 'expires_in': 3600}")
+    "Obtained token {'access_token': '***', 'expires_in': 3600}"
+    >>> redact("grant_type=client_credentials&client_secret=hunter2")
+    'grant_type=client_credentials&client_secret=***'
+    """
+    for s in secrets:
+        if s:
+            text = text.replace(s, "***")
+    lowered = text.lower()
+    if any(h in lowered for h in _SECRET_HINTS):
+        for pattern in _SECRET_PATTERNS:
+            text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    return text
+
+
+class _RedactSecrets(logging.Filter):
+    """Rewrite log records so no token or secret reaches any handler."""
 
     def __init__(self):
         super().__init__("agri_3s-redact")
         self.secrets: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001  (a malformed third-party record: the handler reports it)
             return True
-        text = record.getMessage()
-        if any(s in text for s in self.secrets):
-            for s in self.secrets:
-                text = text.replace(s, "***")
-            record.msg, record.args = text, None
+        clean = redact(text, tuple(self.secrets))
+        if clean != text:
+            record.msg, record.args = clean, None
         return True
 
 
-_REDACT = _RedactSecret()
-_REDACTED_LOGGERS = ("requests_oauthlib.oauth2_session", "oauthlib", "urllib3.connectionpool",
-                     "sentinelhub")
+_REDACT = _RedactSecrets()
+#: Loggers (and their children) that see OAuth traffic. A logger's filter only applies to records
+#: created on that very logger, so it is attached to every existing child as well.
+_REDACTED_LOGGERS = ("requests_oauthlib", "oauthlib", "urllib3", "requests", "sentinelhub",
+                     __name__, f"{__name__}_stats")
 
 
 def _protect_secret(secret: str) -> None:
-    """Register ``secret`` for redaction (lazily, when a session is first created)."""
-    if not secret:
-        return
-    _REDACT.secrets.add(secret)
-    for name in _REDACTED_LOGGERS:
+    """Register ``secret`` and attach the redacting filter to every logger of OAuth traffic."""
+    import oauthlib.oauth2  # noqa: F401  (create the loggers now, so the filter reaches them)
+    import requests_oauthlib  # noqa: F401
+
+    if secret:
+        _REDACT.secrets.add(secret)
+    names = [n for n in logging.Logger.manager.loggerDict
+             if any(n == p or n.startswith(p + ".") for p in _REDACTED_LOGGERS)]
+    for name in {*names, *_REDACTED_LOGGERS}:
         logger = logging.getLogger(name)
         if _REDACT not in logger.filters:
             logger.addFilter(_REDACT)
@@ -167,9 +211,8 @@ def _mask_id(client_id: str) -> str:
 
 
 def _scrub(text: str, config) -> str:
-    """Remove the client secret from ``text`` (defence in depth for third-party messages)."""
-    secret = getattr(config, "sh_client_secret", "") or ""
-    return text.replace(secret, "***") if secret else text
+    """``text`` without the client secret or any token (third-party messages are echoed)."""
+    return redact(text, (getattr(config, "sh_client_secret", "") or "",))
 
 
 def _http_status(exc: BaseException) -> int | None:
@@ -178,10 +221,66 @@ def _http_status(exc: BaseException) -> int | None:
     return getattr(response, "status_code", None)
 
 
+# --------------------------------------------------------------------------- rate limit
+
+def retry_after_s(value: str | None, default_s: float) -> float:
+    """Seconds to wait for a 429's ``Retry-After`` header, read as Sentinel Hub sends it.
+
+    Sentinel Hub gives milliseconds (https://docs.sentinel-hub.com/api/latest/api/overview/
+    rate-limiting/: "Retry-After: Time until the next request is available. In milliseconds");
+    the wait is capped at :data:`MAX_RETRY_AFTER_S`. A missing or non-numeric value (e.g. an
+    HTTP date from a proxy) waits ``default_s`` (also capped).
+
+    >>> retry_after_s("55408", 30.0)
+    55.408
+    >>> retry_after_s("3600000", 30.0)   # an hour asked: capped
+    60.0
+    >>> retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT", 30.0)
+    30.0
+    """
+    try:
+        wait = float(value) / 1000.0 if value is not None else default_s
+    except ValueError:
+        wait = default_s
+    if not math.isfinite(wait) or wait < 0:
+        wait = default_s
+    if wait > MAX_RETRY_AFTER_S:
+        LOGGER.info("Sentinel Hub asked to wait %.0f s (Retry-After %s ms); waiting %.0f s",
+                    wait, value, MAX_RETRY_AFTER_S)
+    return min(wait, MAX_RETRY_AFTER_S)
+
+
+class _RateLimit:
+    """sentinelhub-py's rate-limit interface (``register_next``, ``update``), shared by all
+    requests of a connection so one 429 slows every thread, with a capped ``Retry-After``."""
+
+    def __init__(self, min_wait_s: float = 0.05):
+        self.min_wait_s = min_wait_s
+        self.next_download_time = time.monotonic()
+        self._lock = threading.Lock()
+
+    def register_next(self) -> float:
+        with self._lock:
+            now = time.monotonic()
+            wait = max(self.next_download_time - now, 0.0)
+            if wait == 0:
+                self.next_download_time = max(now + self.min_wait_s, self.next_download_time)
+            return wait
+
+    def update(self, headers, *, default: float) -> None:
+        # sentinelhub-py passes its default retry time in milliseconds
+        wait = retry_after_s(headers.get("Retry-After"), default / 1000.0)
+        with self._lock:
+            self.next_download_time = max(time.monotonic() + wait, self.next_download_time)
+
+
+# --------------------------------------------------------------------------- connection
+
 class _Connection:
     """One Sentinel Hub deployment + OAuth session, shared by all requests of a source.
 
-    The session is created on first use; a 401 from an API endpoint replaces it once.
+    The session is created on first use; a 401 from an API endpoint replaces it once, and the
+    request that got the 401 is retried — alone.
     """
 
     def __init__(self, config=None):
@@ -189,6 +288,7 @@ class _Connection:
         self._config = None
         self._session = None
         self._lock = threading.Lock()
+        self._rate = _RateLimit()
 
     def __getstate__(self):  # picklable for dask schedulers that ship tasks to processes
         return {"_user_config": self._user_config}
@@ -205,14 +305,17 @@ class _Connection:
     def describe(self) -> dict:
         cfg = self.config
         return {"base_url": cfg.sh_base_url, "token_url": cfg.sh_token_url,
-                "client_id": _mask_id(cfg.sh_client_id) if cfg.sh_client_id else None}
+                "client_id": _mask_id(cfg.sh_client_id) if cfg.sh_client_id else None,
+                "max_retry_after_s": MAX_RETRY_AFTER_S}
 
-    def session(self, *, renew: bool = False):
+    def session(self, *, stale=None):
+        """The current session; with ``stale``, a new one unless another thread already
+        replaced ``stale`` (so concurrent 401s fetch one token, not one each)."""
         from sentinelhub import SentinelHubSession
         from sentinelhub.exceptions import DownloadFailedException
 
         with self._lock:
-            if self._session is not None and not renew:
+            if self._session is not None and (stale is None or self._session is not stale):
                 return self._session
             cfg = self.config
             if not (cfg.sh_client_id and cfg.sh_client_secret):
@@ -244,19 +347,22 @@ class _Connection:
             fix="check the client id and secret (and that they belong to this deployment: "
                 "sentinel-hub.com and dataspace.copernicus.eu clients differ); " + _CREDENTIALS_FIX)
 
-    def client(self, kind: str = "plain"):
+    def client(self, kind: str = "plain", session=None):
         from sentinelhub import SentinelHubDownloadClient, SentinelHubStatisticalDownloadClient
 
         cls = SentinelHubStatisticalDownloadClient if kind == "stats" else SentinelHubDownloadClient
-        return cls(config=self.config, session=self.session())
+        client = cls(config=self.config, session=session or self.session())
+        client.rate_limit = self._rate  # one capped, thread-safe rate limit for the connection
+        return client
 
     def call(self, label: str, fn: Callable[[Any], Any], kind: str = "plain"):
         """Run ``fn(client)``; renew the token once on 401; turn failures into ImageryError."""
         from sentinelhub.exceptions import DownloadFailedException, OutOfRequestsException
 
         for attempt in (0, 1):
+            session = self.session()
             try:
-                return fn(self.client(kind))
+                return fn(self.client(kind, session))
             except (InputError, ImageryError):
                 raise
             except OutOfRequestsException:  # a DownloadFailedException subclass: first
@@ -268,7 +374,7 @@ class _Connection:
                 status = _http_status(exc)
                 if status == 401 and attempt == 0:
                     LOGGER.info("Sentinel Hub token rejected (401) for %s; fetching a new one", label)
-                    self.session(renew=True)
+                    self.session(stale=session)
                     continue
                 if status in (401, 403):
                     raise InputError(f"Sentinel Hub refused access for {label} (HTTP {status}).",
@@ -284,6 +390,23 @@ class _Connection:
                     f"Sentinel Hub response for {label} could not be used "
                     f"({type(exc).__name__}: {_scrub(str(exc), self.config)}).") from None
         raise AssertionError("unreachable")
+
+    def each(self, labels: Sequence[str], requests: Sequence, *, kind: str = "plain",
+             max_threads: int = 4) -> list:
+        """Download each request on its own (``max_threads`` at a time): its decoded response,
+        or the :class:`ImageryError` it ended with. Retries, 429 waits and a 401's token renewal
+        apply to that request only; an :class:`InputError` (credentials, access) is raised."""
+        def one(i: int):
+            try:
+                return self.call(labels[i], lambda c: c.download(
+                    [requests[i]], max_threads=1, decode_data=True)[0], kind=kind)
+            except ImageryError as exc:
+                return exc
+
+        if not requests:
+            return []
+        with ThreadPoolExecutor(max_workers=max(1, min(max_threads, len(requests)))) as pool:
+            return list(pool.map(one, range(len(requests))))
 
     def catalog_times(self, collection, bbox_wgs84: tuple, start: dt.date,
                       end: dt.date) -> list[dt.datetime]:
@@ -497,11 +620,13 @@ class SentinelHubSource:
             todo.append(req.download_list[0])
             where.append((k, rs, cs, tb.shape, key))
         if todo:
-            label = f"date {day.label}, {len(todo)} tile(s) of {len(tiles)}"
-            results = self._conn.call(label, lambda c: c.download(
-                todo, max_threads=self.max_threads, decode_data=True))
-            for (k, rs, cs, shape, key), img in zip(where, results):
-                arr = _tile_array(img, shape, nb, f"date {day.label}, tile {k + 1}/{len(tiles)}")
+            labels = [f"date {day.label}, tile {k + 1}/{len(tiles)}" for k, *_ in where]
+            results = self._conn.each(labels, todo, max_threads=self.max_threads)
+            failed = [r for r in results if isinstance(r, ImageryError)]
+            if failed:  # a date is used whole or not at all
+                raise failed[0]
+            for (_, rs, cs, shape, key), img, label in zip(where, results, labels):
+                arr = _tile_array(img, shape, nb, label)
                 stack[:, rs, cs] = arr
                 if self.cache is not None:
                     self.cache[key] = arr
@@ -527,344 +652,17 @@ def _tile_array(img, shape: tuple[int, int], nb: int, label: str) -> np.ndarray:
     return np.moveaxis(arr.astype(np.uint16), -1, 0)
 
 
-# --------------------------------------------------------------------------- Statistical API
+# --------------------------------------------------------------------------- Statistical APIs
 
-def stats_evalscript() -> str:
-    """NDVI, vegetated (NDVI ≥ 0.4) and water (NDWI > 0) flags over clear pixels.
-
-    ``dataMask`` is 0 for no data, SCL classes 0, 1, 3, 8, 9, 10 and where B04 + B08 ≤ 0, so the
-    service counts those pixels in ``noDataCount`` and leaves them out of every statistic.
-    """
-    return f"""//VERSION=3
-{STATS_MARKER}
-function setup() {{
-  return {{
-    input: [{{bands: ["B03", "B04", "B08", "SCL", "dataMask"], units: "DN"}}],
-    output: [
-      {{id: "ndvi", bands: 1, sampleType: "FLOAT32"}},
-      {{id: "vegetated", bands: 1, sampleType: "UINT8"}},
-      {{id: "water", bands: 1, sampleType: "UINT8"}},
-      {{id: "dataMask", bands: 1}}
-    ]
-  }};
-}}
-const INVALID_SCL = {json.dumps(list(INVALID_SCL))};
-function evaluatePixel(s) {{
-  const sum = s.B08 + s.B04;
-  const clear = s.dataMask == 1 && INVALID_SCL.indexOf(s.SCL) < 0 && sum > 0;
-  const ndvi = clear ? (s.B08 - s.B04) / sum : NaN;
-  const ndwi = (s.B03 + s.B08) > 0 ? (s.B03 - s.B08) / (s.B03 + s.B08) : 0;
-  return {{ndvi: [ndvi], vegetated: [ndvi >= 0.4 ? 1 : 0], water: [ndwi > 0 ? 1 : 0],
-          dataMask: [clear ? 1 : 0]}};
-}}
-"""
+#: Names kept importable from here; they live in :mod:`agri_3s.sources.sentinelhub_stats`.
+_STATS_NAMES = ("statistical_series", "batch_statistical_series", "BatchStorage", "FolderStorage",
+                "stats_evalscript", "stats_calculations", "PERCENTILES")
 
 
-STATS_CALCULATIONS = {"ndvi": {"statistics": {"default": {"percentiles": {"k": [25, 50, 75]}}}}}
+def __getattr__(name: str):
+    # lazy: sentinelhub_stats imports this module, so it cannot be imported at the top
+    if name in _STATS_NAMES:
+        from . import sentinelhub_stats
 
-
-def _utm_parcels(parcels: gpd.GeoDataFrame, inward_buffer_m: float):
-    """Parcels in their UTM zone, shrunk by ``inward_buffer_m`` (kept whole if nothing remains)."""
-    if "parcel_id" not in parcels.columns:
-        raise InputError("the parcels have no parcel_id column.", source="parcels",
-                         fix="add a unique parcel_id column")
-    require_crs(parcels)
-    ll = parcels.to_crs(4326).total_bounds
-    utm = utm_crs_for((ll[0] + ll[2]) / 2, (ll[1] + ll[3]) / 2)
-    geoms = parcels.geometry.to_crs(utm).values
-    measured, rules = [], []
-    for g in geoms:
-        if g is None or g.is_empty:
-            measured.append(None)
-            rules.append("none")
-            continue
-        shrunk = g.buffer(-inward_buffer_m) if inward_buffer_m > 0 else g
-        if shrunk.is_empty or shrunk.area < RESOLUTION_M ** 2:
-            measured.append(g)
-            rules.append("unbuffered")
-        else:
-            measured.append(shrunk)
-            rules.append("buffered")
-    return utm, measured, rules
-
-
-def _interval_day(interval: dict) -> dt.date:
-    return dt.datetime.fromisoformat(interval["from"].replace("Z", "+00:00")).date()
-
-
-def _series_from_stats(parcel_ids: Sequence[str], responses: Sequence[dict | None],
-                       rules: Sequence[str], times_by_day: dict[dt.date, dt.datetime],
-                       api: str, inward_buffer_m: float) -> xr.Dataset:
-    """Statistical API responses (one per parcel, ``None`` = no geometry) → parcel series."""
-    per_parcel: list[dict[dt.date, dict]] = []
-    for pid, resp in zip(parcel_ids, responses):
-        rows: dict[dt.date, dict] = {}
-        for entry in (resp or {}).get("data", []):
-            day = _interval_day(entry["interval"])
-            if "error" in entry:
-                raise ImageryError(f"Sentinel Hub {api} failed for parcel {pid} on {day}: "
-                                   f"{entry['error']}")
-            rows[day] = entry["outputs"]
-        per_parcel.append(rows)
-    days = sorted({d for rows in per_parcel for d in rows})
-    n, n_t = len(parcel_ids), len(days)
-    names = ["ndvi_mean", "ndvi_p25", "ndvi_p50", "ndvi_p75", "clear_fraction", "n_pixels",
-             "vegetated_fraction", "water_fraction"]
-    out = {k: np.full((n, n_t), np.nan, np.float32) for k in names}
-    counted = np.zeros(n, np.int64)
-
-    def stats(outputs, name):
-        return outputs[name]["bands"]["B0"]["stats"]
-
-    for i, rows in enumerate(per_parcel):
-        for j, day in enumerate(days):
-            if day not in rows:
-                continue  # the service returned no interval for this parcel: stays NaN (unknown)
-            s = stats(rows[day], "ndvi")
-            total = int(s["sampleCount"])
-            clear = total - int(s["noDataCount"])
-            counted[i] = max(counted[i], total)
-            out["clear_fraction"][i, j] = clear / total if total else np.nan
-            out["n_pixels"][i, j] = clear
-            if clear >= 1:
-                out["ndvi_mean"][i, j] = float(s["mean"])
-                pct = {float(k): float(v) for k, v in s.get("percentiles", {}).items()}
-                for name, q in (("ndvi_p25", 25.0), ("ndvi_p50", 50.0), ("ndvi_p75", 75.0)):
-                    out[name][i, j] = pct.get(q, np.nan)
-                out["vegetated_fraction"][i, j] = float(stats(rows[day], "vegetated")["mean"])
-                out["water_fraction"][i, j] = float(stats(rows[day], "water")["mean"])
-    times = [np.datetime64(times_by_day.get(d, dt.datetime.combine(d, dt.time())), "ns")
-             for d in days]
-    return xr.Dataset(
-        {k: (("parcel", "time"), v) for k, v in out.items()},
-        coords={"parcel_id": ("parcel", np.asarray(parcel_ids, dtype=str)),
-                "time": np.asarray(times, dtype="datetime64[ns]"),
-                "full_pixels": ("parcel", counted),
-                "weight_sum": ("parcel", counted.astype(np.float32)),
-                "pixel_rule": ("parcel", np.asarray(rules, dtype=str)),
-                "small_parcel": ("parcel", counted < 4)},
-        attrs={"pixel_rule": f"Sentinel Hub {api}: pixels of the service's own rasterisation of "
-                             f"the parcel shrunk by {inward_buffer_m:g} m, each counted whole "
-                             f"(no coverage weighting); unbuffered polygon when less than one "
-                             f"pixel remains; no cloud-edge dilation",
-               "inward_buffer_m": inward_buffer_m, "vegetated_ndvi": 0.4,
-               "cloud_dilation_px": 0, "quantile_method": f"Sentinel Hub {api} percentiles",
-               "time_grouping": "UTC day (P1D intervals)", "source": "sentinelhub"})
-
-
-def _times_by_day(conn: _Connection, collection, utm, geoms, start, end) -> dict:
-    """UTC day → first acquisition time, from the catalog (so times match the cube's)."""
-    present = [g for g in geoms if g is not None]
-    if not present:
-        return {}
-    minx, miny, maxx, maxy = shapely.GeometryCollection(present).bounds
-    tr = Transformer.from_crs(utm, 4326, always_xy=True)
-    lons, lats = tr.transform([minx, maxx, minx, maxx], [miny, miny, maxy, maxy])
-    times = conn.catalog_times(collection, (min(lons), min(lats), max(lons), max(lats)),
-                               start, end)
-    out: dict[dt.date, dt.datetime] = {}
-    for t in times:
-        out.setdefault(t.date(), t)
-    return out
-
-
-def _stat_requests(conn, collection, utm, geoms, start, end, resolution, data_filter_start=None):
-    from sentinelhub import CRS as ShCRS
-    from sentinelhub import Geometry, SentinelHubStatistical
-
-    t0 = dt.datetime.combine(start, dt.time())
-    t1 = dt.datetime.combine(end + dt.timedelta(days=1), dt.time())
-    aggregation = SentinelHubStatistical.aggregation(
-        evalscript=stats_evalscript(), time_interval=(t0, t1), aggregation_interval="P1D",
-        resolution=(resolution, resolution))
-    reqs = []
-    for g in geoms:
-        if g is None:
-            reqs.append(None)
-            continue
-        reqs.append(SentinelHubStatistical(
-            aggregation=aggregation, input_data=[_input_data(collection, t0, t1)],
-            geometry=Geometry(g, crs=ShCRS(utm.to_epsg())), calculations=STATS_CALCULATIONS,
-            config=conn.config))
-    return reqs, aggregation
-
-
-def statistical_series(parcels: gpd.GeoDataFrame, start: dt.date, end: dt.date, *, config=None,
-                       max_concurrency: int = 4, resolution: float = RESOLUTION_M,
-                       inward_buffer_m: float = 5.0, collection="sentinel-2-l2a") -> xr.Dataset:
-    """Parcel series from Sentinel Hub's Statistical API, without downloading images.
-
-    One request per parcel (geometry in its UTM zone, shrunk by ``inward_buffer_m`` like
-    :func:`agri_3s.timeseries.zonal.pixel_weights`), ``max_concurrency`` at a time, each returning
-    one statistic per UTC day with an acquisition. Returns the parcel-series contract
-    (``ndvi_mean``, ``ndvi_p25/p50/p75``, ``clear_fraction``, ``n_pixels``, plus
-    ``vegetated_fraction`` and ``water_fraction``; dims ``parcel, time``; coord ``parcel_id``).
-
-    What the API cannot give exactly as :func:`~agri_3s.timeseries.zonal.parcel_series` does:
-    pixels are counted whole by the service's own rasterisation (no partial-coverage weights),
-    so ``n_pixels`` is an integer count; percentiles are the service's, not weighted; clouds
-    are masked per pixel without the 2-pixel dilation (an evalscript sees one pixel at a time);
-    intervals are UTC days, which equal solar days wherever the overpass does not cross UTC
-    midnight (true for China). Every input parcel appears in the output; a parcel with no
-    geometry gets NaN and ``pixel_rule = "none"``.
-
-    Examples
-    --------
-    >>> series = statistical_series(parcels, dt.date(2025, 4, 1), dt.date(2025, 6, 30),
-    ...                             config=cdse_config("id", "secret"))   # doctest: +SKIP
-    >>> series["ndvi_mean"].sel(parcel=0)                                  # doctest: +SKIP
-    """
-    conn = _Connection(config)
-    coll = _collection(collection)
-    utm, geoms, rules = _utm_parcels(parcels, inward_buffer_m)
-    pids = parcels["parcel_id"].astype(str).tolist()
-    reqs, _ = _stat_requests(conn, coll, utm, geoms, start, end, resolution)
-    todo = [(i, r.download_list[0]) for i, r in enumerate(reqs) if r is not None]
-    responses: list[dict | None] = [None] * len(pids)
-    if todo:
-        results = conn.call(
-            f"statistics of {len(todo)} parcel(s) {start}..{end}",
-            lambda c: c.download([d for _, d in todo], max_threads=max_concurrency,
-                                 decode_data=True), kind="stats")
-        for (i, _), res in zip(todo, results):
-            if not isinstance(res, dict) or "data" not in res:
-                raise ImageryError(f"Sentinel Hub Statistical API returned no statistics for "
-                                   f"parcel {pids[i]} ({type(res).__name__}).")
-            responses[i] = res
-    times = _times_by_day(conn, coll, utm, geoms, start, end)
-    return _series_from_stats(pids, responses, rules, times, "Statistical API", inward_buffer_m)
-
-
-# --------------------------------------------------------------------------- Batch Statistical
-
-class BatchStorage(Protocol):
-    """Where Batch Statistical input features go and results come from (an S3 bucket in the
-    real service). ``features``/``output`` return Sentinel Hub access specifications
-    (``{"s3": {"url": ..., "accessKey": ..., ...}}``)."""
-
-    def features(self, job: str, gpkg: bytes) -> dict: ...
-
-    def output(self, job: str) -> dict: ...
-
-    def read_results(self, job: str) -> dict[str, dict]: ...
-
-
-class FolderStorage:
-    """A local folder standing in for an S3 bucket: ``root/<bucket>/<job>/...``.
-
-    Used with the local fake server, which writes results into the same folder. For the real
-    service implement :class:`BatchStorage` on your bucket (e.g. with ``s3fs``): upload the
-    GeoPackage, return ``SentinelHubBatchStatistical.s3_specification(url, key, secret)``, and
-    read ``<output>/*.json`` back.
-    """
-
-    def __init__(self, root: str | Path, bucket: str = "agri3s"):
-        self.root, self.bucket = Path(root), bucket
-
-    def _spec(self, key: str) -> dict:
-        return {"s3": {"url": f"s3://{self.bucket}/{key}", "iamRoleARN": "local"}}
-
-    def features(self, job: str, gpkg: bytes) -> dict:
-        path = self.root / self.bucket / job / "features.gpkg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(gpkg)
-        return self._spec(f"{job}/features.gpkg")
-
-    def output(self, job: str) -> dict:
-        return self._spec(f"{job}/output")
-
-    def read_results(self, job: str) -> dict[str, dict]:
-        folder = self.root / self.bucket / job / "output"
-        return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
-
-
-def _features_gpkg(ids: Sequence[int], pids: Sequence[str], geoms, utm) -> bytes:
-    """The Batch Statistical input GeoPackage: integer ``id``, ``identifier``, geometry (UTM)."""
-    gdf = gpd.GeoDataFrame({"id": list(ids), "identifier": list(pids)}, geometry=list(geoms),
-                           crs=utm)
-    buf = io.BytesIO()
-    gdf.to_file(buf, driver="GPKG", layer="features")
-    return buf.getvalue()
-
-
-def batch_statistical_series(parcels: gpd.GeoDataFrame, start: dt.date, end: dt.date, *,
-                             storage: BatchStorage, config=None, job: str | None = None,
-                             resolution: float = RESOLUTION_M, inward_buffer_m: float = 5.0,
-                             poll_interval_s: float = 30.0, timeout_s: float = 6 * 3600,
-                             collection="sentinel-2-l2a") -> xr.Dataset:
-    """Parcel series for very large parcel sets via the Batch Statistical API.
-
-    Writes the parcels (UTM, shrunk like :func:`statistical_series`) as a GeoPackage through
-    ``storage``, creates and starts the batch request, polls its status every
-    ``poll_interval_s`` until ``DONE`` (``FAILED``/``STOPPED`` or ``timeout_s`` →
-    :class:`ImageryError`), then reads one result per parcel back from ``storage``. A parcel
-    without a result, or with a failed interval, raises :class:`ImageryError` naming it.
-    Same contract and caveats as :func:`statistical_series`.
-
-    Examples
-    --------
-    >>> series = batch_statistical_series(parcels, start, end, storage=my_s3_storage,
-    ...                                   config=cfg)                     # doctest: +SKIP
-    """
-    from sentinelhub import SentinelHubBatchStatistical
-
-    conn = _Connection(config)
-    coll = _collection(collection)
-    utm, geoms, rules = _utm_parcels(parcels, inward_buffer_m)
-    pids = parcels["parcel_id"].astype(str).tolist()
-    idx = [i for i, g in enumerate(geoms) if g is not None]
-    job = job or f"agri3s-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}"
-    responses: list[dict | None] = [None] * len(pids)
-    if idx:
-        features = storage.features(job, _features_gpkg([i + 1 for i in idx],
-                                                        [pids[i] for i in idx],
-                                                        [geoms[i] for i in idx], utm))
-        reqs, aggregation = _stat_requests(conn, coll, utm, [geoms[idx[0]]], start, end,
-                                           resolution)
-        input_data = reqs[0].payload["input"]["data"]
-
-        def batch(client):
-            b = SentinelHubBatchStatistical(config=conn.config)
-            b.client = client
-            return b
-
-        request = conn.call(f"batch statistics job {job} (create)", lambda c: batch(c).create(
-            input_features=features, input_data=input_data, aggregation=aggregation,
-            calculations=STATS_CALCULATIONS, output=storage.output(job)))
-        rid = request.request_id
-        conn.call(f"batch statistics {rid} (start)", lambda c: batch(c).start_job(rid))
-        deadline = time.monotonic() + timeout_s
-        while True:
-            info = conn.call(f"batch statistics {rid} (status)",
-                             lambda c: batch(c).get_request(rid))
-            status = info.status.value
-            if status == "DONE":
-                break
-            if status in ("FAILED", "STOPPED"):
-                raise ImageryError(f"Sentinel Hub batch statistics request {rid} ended "
-                                   f"{status}: {info.error or 'no reason given'}.")
-            if time.monotonic() > deadline:
-                raise ImageryError(f"Sentinel Hub batch statistics request {rid} still "
-                                   f"{status} after {timeout_s:g} s; poll it later with "
-                                   f"SentinelHubBatchStatistical().get_request('{rid}').")
-            time.sleep(poll_interval_s)
-        results = storage.read_results(job)
-        by_key = {}
-        for key, res in results.items():
-            by_key[str(res.get("identifier", key))] = res
-            by_key[str(res.get("id", key))] = res
-        missing = [pids[i] for i in idx if pids[i] not in by_key and str(i + 1) not in by_key]
-        if missing:
-            raise ImageryError(f"Sentinel Hub batch statistics request {rid} returned no result "
-                               f"for parcel(s) {', '.join(missing[:10])}"
-                               f"{' …' if len(missing) > 10 else ''}.")
-        for i in idx:
-            res = by_key.get(pids[i]) or by_key[str(i + 1)]
-            resp = res.get("response", res)
-            if resp.get("status") not in (None, "OK") and "data" not in resp:
-                raise ImageryError(f"Sentinel Hub batch statistics failed for parcel {pids[i]}: "
-                                   f"{resp.get('error') or resp.get('status')}.")
-            responses[i] = resp
-    times = _times_by_day(conn, coll, utm, geoms, start, end)
-    return _series_from_stats(pids, responses, rules, times, "Batch Statistical API",
-                              inward_buffer_m)
+        return getattr(sentinelhub_stats, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,11 +8,19 @@ It serves a local archive in agri_3s's layout (read with :mod:`agri_3s.sources.l
 * ``POST /api/v1/process`` — one response → ``image/tiff``; several → ``application/x-tar``
   holding ``<identifier>.tif`` files (what the service returns for sentinelhub-py's accept header).
 * ``POST /api/v1/statistics`` — ``{"data": [{"interval", "outputs": {id: {"bands": {"B0":
-  {"stats": {min, max, mean, stDev, sampleCount, noDataCount, percentiles}}}}}}], "status"}``.
+  {"stats": {min, max, mean, stDev, sampleCount, noDataCount, percentiles}}}}}}], "status"}``
+  (the ``StatisticalResponse`` of the published OpenAPI schema; an interval that failed is
+  ``{"interval", "error": {"type": "BAD_REQUEST" | "EXECUTION_ERROR" | "TIMEOUT"}}``).
 * ``/api/v1/statistics/batch`` — create, ``/{id}/start``, ``GET /{id}`` and ``/{id}/status``;
-  status goes CREATED → ANALYSING → PROCESSING → DONE on successive polls; results are written
-  as ``<output>/<id>.json`` into a local folder standing in for the S3 bucket
-  (``s3://<bucket>/<key>`` ↔ ``bucket_root/<bucket>/<key>``).
+  status goes CREATED → ANALYSING → PROCESSING → DONE (``PARTIAL`` when a feature failed) on
+  successive polls; results are written as ``<output>/<request id>/<feature id>.json`` (the
+  layout sentinelhub-py's ``AwsBatchStatisticalResults`` reads) into a local folder standing
+  in for the S3 bucket (``s3://<bucket>/<key>`` ↔ ``bucket_root/<bucket>/<key>``).
+
+Statistical and Batch Statistical request bodies are checked against the fields of the
+published OpenAPI schema that agri_3s relies on (:data:`STATISTICAL_REQUEST`,
+:data:`BATCH_STATISTICAL_REQUEST`, transcribed — the schema itself is not vendored); a body
+that breaks them gets the service's 400 ``COMMON_BAD_PAYLOAD`` naming the field.
 
 The fake cannot run evalscripts: it recognises agri_3s's own (marker comments
 ``// agri_3s:cube v1 bands=...`` and ``// agri_3s:ndvi-stats v1``) and computes the same thing
@@ -23,18 +31,25 @@ from the archive. Its rules, stated so tests can rely on them:
   (``leastRecent``);
 * statistics rasterise the geometry on a ``resx``/``resy`` grid anchored at the geometry's
   top-left bound and count pixels whose centre is inside; percentiles are numpy's
-  ``inverted_cdf`` (the real service's interpolation is not documented here).
+  ``inverted_cdf`` (the real service's interpolation is not documented here) at the requested
+  ``k`` read as fractions, keyed ``str(k)`` — or as percent with ``percentile_scale=100``, to
+  play a service that reads them so.
 
 Faults are queued per endpoint (``token``, ``catalog``, ``process``, ``statistics``, ``batch``)
-and consumed one per request: :class:`Fault` ``rate_limit`` (429 + ``Retry-After`` in ms, as
-Sentinel Hub sends it), ``server_error`` (500), ``slow`` (sleep past the client timeout),
-``truncated`` (half the body then close), ``expired_token`` (401 and revoke issued tokens),
-``garbage`` (200 with a corrupt body of the right length).
+and consumed one per request: :class:`Fault` ``ok`` (answer normally), ``rate_limit`` (429 +
+``Retry-After`` in ms, as Sentinel Hub sends it), ``server_error`` (500), ``slow`` (sleep past
+the client timeout), ``truncated`` (half the body then close), ``expired_token`` (401 and revoke
+issued tokens), ``garbage`` (200 with a corrupt body of the right length); for statistics also
+``failed_status`` (200 ``{"status": "FAILED", "data": []}``), ``empty`` (200 ``{"status": "OK",
+"data": []}``) and ``interval_error`` (one interval's ``error``, status ``PARTIAL``).
+``batch_feature_faults`` maps a feature identifier to such a statistics fault, or to
+:meth:`Fault.feature_error` (a result file with only ``id``, ``identifier`` and ``error``).
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import io
 import json
@@ -69,6 +84,12 @@ STATS_MARKER = "// agri_3s:ndvi-stats v1"
 class Fault:
     kind: str
     value: float = 0.0
+    detail: str = ""
+    day: str | None = None
+
+    @classmethod
+    def ok(cls) -> Fault:
+        return cls("ok")
 
     @classmethod
     def rate_limit(cls, retry_after_ms: int = 200) -> Fault:
@@ -93,6 +114,127 @@ class Fault:
     @classmethod
     def garbage(cls) -> Fault:
         return cls("garbage")
+
+    @classmethod
+    def failed_status(cls) -> Fault:
+        return cls("failed_status")
+
+    @classmethod
+    def empty(cls) -> Fault:
+        return cls("empty")
+
+    @classmethod
+    def interval_error(cls, error_type: str = "EXECUTION_ERROR", day: str | None = None) -> Fault:
+        """The interval of ``day`` (``YYYY-MM-DD``; default the first) fails with ``error_type``."""
+        return cls("interval_error", detail=error_type, day=day)
+
+    @classmethod
+    def feature_error(cls, message: str = "Failed to process feature") -> Fault:
+        return cls("feature_error", detail=message)
+
+
+_STATS_FAULTS = ("failed_status", "empty", "interval_error")
+
+
+def apply_stats_fault(response: dict, fault: Fault) -> dict:
+    """A Statistical API response as the service answers it under ``fault``."""
+    if fault.kind == "failed_status":
+        return {"status": "FAILED", "data": []}
+    if fault.kind == "empty":
+        return {"status": "OK", "data": []}
+    data = list(response["data"])
+    hit = next((k for k, e in enumerate(data)
+                if fault.day is None or e["interval"]["from"].startswith(fault.day)), None)
+    if hit is None:
+        return response
+    data[hit] = {"interval": data[hit]["interval"], "error": {"type": fault.detail}}
+    failed = all("error" in e for e in data)
+    return {"status": "FAILED" if failed else "PARTIAL", "data": data}
+
+
+# --------------------------------------------------------------------------- request schemas
+# Transcribed from Sentinel Hub's published OpenAPI schema (components StatisticalRequest,
+# BatchStatisticalRequest, StatisticalRequestAggregation, CalculationDefinition,
+# StatisticsDefinition: "Percentiles definition as array of values between [0,1]", items
+# minimum 0, maximum 1), https://docs.sentinel-hub.com/api/latest/reference/ — only the fields
+# agri_3s sends; its licence is not stated, so it is not vendored whole.
+
+_TIME_RANGE = {"type": "object", "required": ["from", "to"],
+               "properties": {"from": {"type": "string"}, "to": {"type": "string"}}}
+_S3 = {"type": "object", "required": ["s3"], "properties": {
+    "s3": {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}}}}}
+_DATA = {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {
+    "type": {"type": "string"},
+    "dataFilter": {"type": "object", "properties": {
+        "timeRange": _TIME_RANGE,
+        "mosaickingOrder": {"enum": ["mostRecent", "leastRecent", "leastCC"]}}},
+    "processing": {"type": "object", "properties": {"harmonizeValues": {"type": "boolean"}}}}}}
+_AGGREGATION = {"type": "object", "required": ["timeRange", "aggregationInterval", "evalscript"],
+                "properties": {
+                    "timeRange": _TIME_RANGE,
+                    "aggregationInterval": {"type": "object", "required": ["of"],
+                                            "properties": {"of": {"type": "string"}}},
+                    "evalscript": {"type": "string"},
+                    "resx": {"type": "number"}, "resy": {"type": "number"},
+                    "width": {"type": "integer"}, "height": {"type": "integer"}}}
+_CALCULATIONS = {"type": "object", "additionalProperties": {"type": "object", "properties": {
+    "statistics": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+        "percentiles": {"type": "object", "properties": {
+            "k": {"type": "array", "items": {"type": "number", "minimum": 0,
+                                             "maximum": 1}}}}}}}}}}
+STATISTICAL_REQUEST = {"type": "object", "required": ["input", "aggregation"], "properties": {
+    "input": {"type": "object", "required": ["bounds", "data"], "properties": {
+        "bounds": {"type": "object", "properties": {
+            "bbox": {"type": "array", "items": {"type": "number"}},
+            "geometry": {"type": "object", "required": ["type", "coordinates"]},
+            "properties": {"type": "object", "properties": {"crs": {"type": "string"}}}}},
+        "data": _DATA}},
+    "aggregation": _AGGREGATION, "calculations": _CALCULATIONS}}
+BATCH_STATISTICAL_REQUEST = {
+    "type": "object", "required": ["input", "aggregation", "output"], "properties": {
+        "input": {"type": "object", "required": ["features", "data"],
+                  "properties": {"features": _S3, "data": _DATA}},
+        "aggregation": _AGGREGATION, "calculations": _CALCULATIONS, "output": _S3}}
+
+
+def _k_up_to(schema: dict, maximum: float) -> dict:
+    """``schema`` with ``percentiles.k`` allowed up to ``maximum`` (a service reading percent)."""
+    out = copy.deepcopy(schema)
+    stats = out["properties"]["calculations"]["additionalProperties"]["properties"]
+    k = stats["statistics"]["additionalProperties"]["properties"]["percentiles"]
+    k["properties"]["k"]["items"]["maximum"] = maximum
+    return out
+
+
+_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool,
+          "number": (int, float), "integer": int}
+
+
+def schema_errors(value, schema: dict, path: str = "$") -> list[str]:
+    """Where ``value`` breaks ``schema`` (the JSON Schema keywords the schemas above use)."""
+    errors = []
+    kind = schema.get("type")
+    if kind and (not isinstance(value, _TYPES[kind])
+                 or (kind in ("number", "integer") and isinstance(value, bool))):
+        return [f"{path}: expected {kind}, got {type(value).__name__}"]
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path}: {value!r} is not one of {schema['enum']}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append(f"{path}: {value} is less than the minimum {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append(f"{path}: {value} is greater than the maximum {schema['maximum']}")
+    if isinstance(value, dict):
+        errors += [f"{path}.{k}: required" for k in schema.get("required", []) if k not in value]
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for k, v in value.items():
+            sub = props.get(k, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                errors += schema_errors(v, sub, f"{path}.{k}")
+    if isinstance(value, list) and "items" in schema:
+        for i, v in enumerate(value):
+            errors += schema_errors(v, schema["items"], f"{path}[{i}]")
+    return errors
 
 
 def _parse_time(text: str) -> dt.datetime:
@@ -119,7 +261,8 @@ class FakeSentinelHub:
 
     def __init__(self, archive: Path, *, client_id: str = "fake-client",
                  client_secret: str = "fake-secret", bucket_root: Path | None = None,
-                 token_ttl_s: int = 3600, page_limit: int | None = None):
+                 token_ttl_s: int = 3600, page_limit: int | None = None,
+                 percentile_scale: float = 1.0):
         self.archive = Path(archive)
         self.client_id, self.client_secret = client_id, client_secret
         self.bucket_root = Path(bucket_root) if bucket_root else None
@@ -128,8 +271,12 @@ class FakeSentinelHub:
         self.faults: dict[str, deque] = defaultdict(deque)
         self.log: list[tuple[str, str, int]] = []
         self.tokens: set[str] = set()
+        self.issued: list[str] = []  # every token handed out, revoked or not
         self.batch_jobs: dict[str, dict] = {}
         self.batch_fail: str | None = None
+        self.batch_feature_faults: dict[str, Fault] = {}
+        self.percentile_scale = percentile_scale
+        self.bodies: list[tuple[str, dict]] = []  # (endpoint, JSON body) of every API request
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._scanned: list[Acquisition] | None = None
@@ -234,8 +381,14 @@ class _Handler(BaseHTTPRequestHandler):
         with self.fake._lock:
             queue = self.fake.faults[endpoint]
             fault = queue.popleft() if queue else None
-        if fault is None:
+        if fault is None or fault.kind == "ok":
             return False
+        if fault.kind in _STATS_FAULTS:
+            status, body, ctype = body_fn()
+            if status == 200:
+                body = json.dumps(apply_stats_fault(json.loads(body), fault)).encode()
+            self._send(status, body, ctype)
+            return True
         if fault.kind == "rate_limit":
             self._send(429, _sh_error(429, "You have exceeded your rate limit",
                                       "RATE_LIMIT_EXCEEDED"),
@@ -295,6 +448,9 @@ class _Handler(BaseHTTPRequestHandler):
             if path.startswith(prefix):
                 if not self._authorised():
                     return None
+                if method == "POST" and body[:1] == b"{":
+                    with self.fake._lock:
+                        self.fake.bodies.append((endpoint, json.loads(body)))
                 def compute(fn=fn):
                     return fn(method, path, body)
                 if self._fault(endpoint, compute):
@@ -329,6 +485,7 @@ class _Handler(BaseHTTPRequestHandler):
             token = f"eyJhbGciOiJub25lIn0.{payload.rstrip('=')}.{uuid.uuid4().hex}"
             with self.fake._lock:
                 self.fake.tokens.add(token)
+                self.fake.issued.append(token)
             return 200, json.dumps({"access_token": token, "token_type": "Bearer",
                                     "expires_in": self.fake.token_ttl_s}).encode(), \
                 "application/json"
@@ -411,8 +568,11 @@ class _Handler(BaseHTTPRequestHandler):
                 tar.addfile(info, io.BytesIO(data_))
         return 200, buf.getvalue(), "application/x-tar"
 
-    def _stats_for(self, geometry, crs: CRS, aggregation: dict) -> dict:
+    def _stats_for(self, geometry, crs: CRS, aggregation: dict, calculations: dict) -> dict:
         """The Statistical API answer for one geometry (agri_3s's NDVI evalscript only)."""
+        stats_def = (calculations or {}).get("ndvi", {}).get("statistics", {})
+        ks = (stats_def.get("default") or stats_def.get("B0") or {}).get(
+            "percentiles", {}).get("k", [])
         res = aggregation.get("resx", 10.0), aggregation.get("resy", 10.0)
         minx, miny, maxx, maxy = geometry.bounds
         w = max(1, math.ceil(round((maxx - minx) / res[0], 6)))
@@ -449,10 +609,12 @@ class _Handler(BaseHTTPRequestHandler):
                     if len(v):
                         st.update(min=float(v.min()), max=float(v.max()), mean=float(v.mean()),
                                   stDev=float(v.std(ddof=1)) if len(v) > 1 else 0.0)
-                        if name == "ndvi":
+                        if name == "ndvi" and ks:
+                            scale = 100.0 / self.fake.percentile_scale  # numpy wants percent
                             st["percentiles"] = {
-                                f"{q:.1f}": float(np.percentile(v, q, method="inverted_cdf"))
-                                for q in (25, 50, 75)}
+                                str(k): float(np.percentile(v, min(100.0, k * scale),
+                                                            method="inverted_cdf"))
+                                for k in ks}
                     else:
                         st.update(min="NaN", max="NaN", mean="NaN", stDev="NaN")
                     outputs[name] = {"bands": {"B0": {"stats": st}}}
@@ -464,13 +626,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _statistics(self, method, path, body):
         q = json.loads(body)
+        schema = (STATISTICAL_REQUEST if self.fake.percentile_scale == 1
+                  else _k_up_to(STATISTICAL_REQUEST, self.fake.percentile_scale))
+        bad = schema_errors(q, schema)
+        if bad:
+            return 400, _sh_error(400, "; ".join(bad)), "application/json"
         if STATS_MARKER not in q["aggregation"]["evalscript"]:
             return 400, _sh_error(400, "evalscript not supported by the fake"), "application/json"
         bounds = q["input"]["bounds"]
         crs = _epsg_of(bounds["properties"]["crs"])
         geometry = (shapely.geometry.shape(bounds["geometry"]) if "geometry" in bounds
                     else shapely.box(*bounds["bbox"]))
-        return 200, json.dumps(self._stats_for(geometry, crs, q["aggregation"])).encode(), \
+        return 200, json.dumps(self._stats_for(geometry, crs, q["aggregation"],
+                                               q.get("calculations"))).encode(), \
             "application/json"
 
     # -- batch statistical
@@ -489,6 +657,9 @@ class _Handler(BaseHTTPRequestHandler):
         parts = path[len("/api/v1/statistics/batch"):].strip("/").split("/")
         jobs = self.fake.batch_jobs
         if method == "POST" and parts == [""]:
+            bad = schema_errors(json.loads(body), BATCH_STATISTICAL_REQUEST)
+            if bad:
+                return 400, _sh_error(400, "; ".join(bad)), "application/json"
             jid = str(uuid.uuid4())
             jobs[jid] = {"id": jid, "status": "CREATED", "completionPercentage": 0,
                          "request": json.loads(body), "userAction": "NONE",
@@ -517,16 +688,26 @@ class _Handler(BaseHTTPRequestHandler):
         job["completionPercentage"] = 50 if job["status"] == "PROCESSING" else 100
         if job["status"] == "PROCESSING" and self.fake.batch_fail:
             job["status"], job["error"] = "FAILED", self.fake.batch_fail
-        if job["status"] == "DONE":
-            self._run_batch(job)
+        if job["status"] == "DONE" and self._run_batch(job):
+            job["status"] = "PARTIAL"  # some features failed
 
-    def _run_batch(self, job: dict) -> None:
+    def _run_batch(self, job: dict) -> bool:
+        """Write one result per feature into ``<output>/<request id>/``; True if any failed."""
         req = job["request"]
         features = gpd.read_file(self._bucket_path(req["input"]["features"]["s3"]["url"]))
-        out = self._bucket_path(req["output"]["s3"]["url"])
+        out = self._bucket_path(req["output"]["s3"]["url"].rstrip("/") + "/" + job["id"])
         out.mkdir(parents=True, exist_ok=True)
         crs = CRS.from_user_input(features.crs)
+        any_failed = False
         for row in features.itertuples():
-            resp = self._stats_for(row.geometry, crs, req["aggregation"])
-            (out / f"{row.id}.json").write_text(json.dumps(
-                {"id": int(row.id), "identifier": str(row.identifier), "response": resp}))
+            result = {"id": int(row.id), "identifier": str(row.identifier)}
+            fault = self.fake.batch_feature_faults.get(str(row.identifier))
+            if fault is not None and fault.kind == "feature_error":
+                result["error"] = fault.detail
+            else:
+                resp = self._stats_for(row.geometry, crs, req["aggregation"],
+                                       req.get("calculations"))
+                result["response"] = apply_stats_fault(resp, fault) if fault else resp
+            any_failed |= fault is not None
+            (out / f"{row.id}.json").write_text(json.dumps(result))
+        return any_failed

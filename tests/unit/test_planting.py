@@ -194,3 +194,17 @@ def test_verdicts_do_not_depend_on_how_parcels_are_blocked(monkeypatch):
     monkeypatch.setattr(screening, "CHUNK", 2)
     blocked = _verdicts(curves, "winter_wheat", WHEAT)
     pd.testing.assert_frame_equal(whole, blocked)
+
+
+def test_a_parcel_the_service_failed_on_says_so():
+    """Sentinel Hub statistics: a parcel answered FAILED is no_data with the service's words."""
+    times = pd.date_range("2024-09-01", "2025-06-30", freq="5D").values
+    s = _series({"ok": _curve(times, WHEAT_CURVE), "failed": np.full(len(times), np.nan)}, times)
+    s = s.assign_coords(source_status=("parcel", ["ok", "no_data"]),
+                        source_reason=("parcel", ["", "FAILED: EXECUTION_ERROR"]))
+    v = verify_planting(s, _parcels(["ok", "failed"], "winter_wheat"), load_calendars(),
+                        WHEAT).set_index("parcel_id")
+    assert v.loc["ok", "status"] == "green"
+    assert v.loc["failed", "status"] == "no_data"
+    assert v.loc["failed", "reasons"] == "SOURCE_NO_DATA"
+    assert "EXECUTION_ERROR" in v.loc["failed", "reasons_en"]

@@ -8,6 +8,7 @@ agri_3s's own ``parcel_series`` on that cube.
 
 import datetime as dt
 import logging
+import threading
 import time
 
 import geopandas as gpd
@@ -31,7 +32,13 @@ from agri_3s.sources.sentinelhub import (
 )
 from agri_3s.testing.builders import write_acquisition
 from agri_3s.timeseries.zonal import parcel_series, pixel_weights
-from tests.fakes.sentinelhub_server import FakeSentinelHub, Fault
+from tests.fakes.sentinelhub_server import (
+    BATCH_STATISTICAL_REQUEST,
+    STATISTICAL_REQUEST,
+    FakeSentinelHub,
+    Fault,
+    schema_errors,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Download rate limit hit")
 
@@ -258,7 +265,7 @@ def test_token_rejected_twice_is_a_clear_error(sh):
 def test_repeated_failure_names_date_and_tile(sh, fault):
     sh.inject("process", *[fault()] * 3)  # max_download_attempts=3 in the fake's config
     cube = SentinelHubSource(sh.config()).load(BOUNDS, CRS, START, END)
-    with pytest.raises(ImageryError, match=r"date 2025-05-02, 1 tile\(s\) of 1"):
+    with pytest.raises(ImageryError, match=r"date 2025-05-02, tile 1/1"):
         cube.isel(time=0).compute()
 
 
@@ -351,9 +358,9 @@ def test_statistical_faults_retry_and_refresh(sh):
     assert np.isfinite(got["ndvi_mean"].values).sum() >= 6
 
 
-def test_statistical_repeated_failure_raises(sh):
-    sh.inject("statistics", *[Fault.server_error()] * 3)
-    with pytest.raises(ImageryError, match="statistics of 3 parcel"):
+def test_statistical_every_request_failing_raises_naming_a_parcel(sh):
+    sh.inject("statistics", *[Fault.server_error()] * 9)  # 3 attempts × 3 parcels
+    with pytest.raises(ImageryError, match=r"parcel P1 .*and 2 more of 3 parcels"):
         statistical_series(_parcels(), START, END, config=sh.config(), max_concurrency=1)
 
 
@@ -388,13 +395,255 @@ def test_batch_failure_is_reported(sh, tmp_path):
 
 def test_batch_missing_result_names_the_parcel(sh, tmp_path):
     class Lossy(FolderStorage):
-        def read_results(self, job):
-            res = super().read_results(job)
+        def read_results(self, job, request_id):
+            res = super().read_results(job, request_id)
             return {k: v for k, v in res.items() if v["identifier"] != "P2"}
 
-    with pytest.raises(ImageryError, match="no result for parcel.*P2"):
+    with pytest.raises(ImageryError, match="no result for parcel P2"):
         batch_statistical_series(_parcels(), START, END, storage=Lossy(tmp_path / "bucket"),
-                                 config=sh.config(), poll_interval_s=0.01)
+                                 config=sh.config(), poll_interval_s=0.01, fail_on_error=True)
+
+
+# ------------------------------------------------------------------ failures per parcel
+# Faults are consumed one per request in arrival order; max_concurrency=1 sends P1, P2, P3 in
+# turn, so Fault.ok() first puts the fault on P2's request.
+
+VARS = ("ndvi_mean", "ndvi_p25", "ndvi_p50", "ndvi_p75", "clear_fraction", "n_pixels")
+
+
+@pytest.fixture()
+def clean(archive):
+    """The series of a fault-free run (its own fake): what the untouched parcels must equal."""
+    with FakeSentinelHub(archive, client_secret=SECRET) as fake:
+        return statistical_series(_parcels(), START, END, config=fake.config(),
+                                  inward_buffer_m=0)
+
+
+def _stats(sh, **kw):
+    return statistical_series(_parcels(), START, END, config=sh.config(), max_concurrency=1,
+                              inward_buffer_m=0, **kw)
+
+
+def _same_parcels(got, ref, rows):
+    for var in VARS:
+        np.testing.assert_array_equal(got[var].values[rows], ref[var].values[rows], err_msg=var)
+
+
+def test_failed_status_is_no_data_with_the_service_reason(sh, clean):
+    sh.inject("statistics", Fault.ok(), Fault.failed_status())
+    got = _stats(sh)
+    assert list(got.source_status.values) == ["ok", "no_data", "ok"]
+    assert "FAILED" in str(got.source_reason.values[1])
+    assert got.source_reason.values[0] == got.source_reason.values[2] == ""
+    for var in VARS:
+        assert np.isnan(got[var].values[1]).all(), var
+    assert int(got.full_pixels.values[1]) == 0
+    _same_parcels(got, clean, [0, 2])
+
+
+def test_failed_status_with_fail_on_error_names_the_parcel(sh):
+    sh.inject("statistics", Fault.ok(), Fault.failed_status())
+    with pytest.raises(ImageryError, match=r"failed for parcel P2: status FAILED"):
+        _stats(sh, fail_on_error=True)
+
+
+def test_failed_interval_is_unobserved_on_that_date_only(sh, clean):
+    """BAD_REQUEST is not retried by sentinelhub-py: the date stays failed."""
+    sh.inject("statistics", Fault.ok(), Fault.interval_error("BAD_REQUEST", day="2025-05-12"))
+    got = _stats(sh)
+    assert list(got.source_status.values) == ["ok", "partial", "ok"]
+    assert "2025-05-12: BAD_REQUEST" in str(got.source_reason.values[1])
+    j = [str(t)[:10] for t in got.time.values].index("2025-05-12")
+    others = [k for k in range(got.sizes["time"]) if k != j]
+    for var in VARS:
+        assert np.isnan(got[var].values[1, j]), var
+        np.testing.assert_array_equal(got[var].values[1, others], clean[var].values[1, others])
+    _same_parcels(got, clean, [0, 2])
+
+
+def test_failed_interval_with_fail_on_error_names_parcel_and_date(sh):
+    sh.inject("statistics", Fault.ok(), Fault.interval_error("BAD_REQUEST", day="2025-05-12"))
+    with pytest.raises(ImageryError, match=r"parcel P2 on 2025-05-12: BAD_REQUEST"):
+        _stats(sh, fail_on_error=True)
+
+
+def test_execution_error_interval_is_retried_and_recovered(sh, clean):
+    sh.inject("statistics", Fault.ok(), Fault.interval_error("EXECUTION_ERROR"))
+    got = _stats(sh)
+    assert list(got.source_status.values) == ["ok", "ok", "ok"]
+    _same_parcels(got, clean, [0, 1, 2])
+    assert len(sh.requests_to("/api/v1/statistics")) == 4  # 3 parcels + P2's one interval
+
+
+def test_empty_answer_is_no_data_no_acquisition(sh, clean):
+    sh.inject("statistics", Fault.ok(), Fault.empty())
+    got = _stats(sh)
+    assert got.source_status.values[1] == "no_data"
+    assert "no acquisition" in str(got.source_reason.values[1])
+    _same_parcels(got, clean, [0, 2])
+
+
+def test_one_failed_request_keeps_every_other_parcel(sh, clean):
+    sh.inject("statistics", Fault.ok(), *[Fault.server_error()] * 3)  # P2's 3 attempts
+    got = _stats(sh)
+    assert list(got.source_status.values) == ["ok", "no_data", "ok"]
+    reason = str(got.source_reason.values[1])
+    assert "parcel P2" in reason and "500" in reason and "\n" not in reason
+    _same_parcels(got, clean, [0, 2])
+    assert len(sh.requests_to("/api/v1/statistics")) == 1 + 3 + 1
+
+
+def test_transport_error_with_fail_on_error_names_the_parcel(sh):
+    sh.inject("statistics", Fault.ok(), *[Fault.truncated()] * 3)
+    with pytest.raises(ImageryError, match=r"parcel P2 \(statistics 2025-05-01\.\.2025-05-31\)"):
+        _stats(sh, fail_on_error=True)
+
+
+def test_401_mid_run_retries_only_the_failed_request(sh, clean):
+    sh.inject("statistics", Fault.ok(), Fault.expired_token())
+    got = _stats(sh)
+    _same_parcels(got, clean, [0, 1, 2])
+    assert [s for _, _, s in sh.requests_to("/api/v1/statistics")] == [200, 401, 200, 200]
+    assert len(sh.requests_to("/oauth/token")) == 2
+
+
+def test_concurrent_401s_fetch_one_new_token(sh, clean):
+    sh.inject("statistics", Fault.expired_token())
+    got = statistical_series(_parcels(), START, END, config=sh.config(), max_concurrency=3,
+                             inward_buffer_m=0)
+    _same_parcels(got, clean, [0, 1, 2])
+    assert len(sh.requests_to("/oauth/token")) == 2
+    statuses = [s for _, _, s in sh.requests_to("/api/v1/statistics")]
+    assert statuses.count(200) == 3 and len(statuses) == 3 + statuses.count(401)
+
+
+def test_process_401_retries_only_the_failed_tile(sh):
+    sh.inject("process", Fault.ok(), Fault.ok(), Fault.expired_token())
+    src = SentinelHubSource(sh.config(), tile_size_px=8, max_threads=1)
+    day = src.load(BOUNDS, CRS, START, END).isel(time=0).compute()
+    assert np.isfinite(day["red"].values).any()
+    assert len(sh.requests_to("/api/v1/process")) == 16 + 1  # 16 tiles, one retried
+    assert len(sh.requests_to("/oauth/token")) == 2
+
+
+# ------------------------------------------------------------------ request bodies and percentiles
+
+def test_schema_transcription_rejects_what_the_published_schema_rejects():
+    """Hand-made bodies against the transcribed schema: k must lie in [0, 1]."""
+    body = {"input": {"bounds": {"bbox": [0, 0, 1, 1]}, "data": [{"type": "sentinel-2-l2a"}]},
+            "aggregation": {"timeRange": {"from": "a", "to": "b"},
+                            "aggregationInterval": {"of": "P1D"}, "evalscript": "x"},
+            "calculations": {"ndvi": {"statistics": {"default": {"percentiles": {
+                "k": [0.25, 0.5]}}}}}}
+    assert schema_errors(body, STATISTICAL_REQUEST) == []
+    body["calculations"]["ndvi"]["statistics"]["default"]["percentiles"]["k"] = [25, 50]
+    assert schema_errors(body, STATISTICAL_REQUEST) == [
+        "$.calculations.ndvi.statistics.default.percentiles.k[0]: 25 is greater than the "
+        "maximum 1", "$.calculations.ndvi.statistics.default.percentiles.k[1]: 50 is greater "
+        "than the maximum 1"]
+    del body["aggregation"]["evalscript"]
+    assert "$.aggregation.evalscript: required" in schema_errors(body, STATISTICAL_REQUEST)
+
+
+def test_statistical_request_bodies_follow_the_published_schema(sh):
+    got = _stats(sh)
+    bodies = [b for e, b in sh.bodies if e == "statistics"]
+    assert len(bodies) == 3
+    for body in bodies:
+        assert schema_errors(body, STATISTICAL_REQUEST) == []
+        k = body["calculations"]["ndvi"]["statistics"]["default"]["percentiles"]["k"]
+        assert k == [0.25, 0.5, 0.75, 1.0]
+    assert np.isfinite(got["ndvi_p75"].values).sum() >= 6
+
+
+def test_service_reading_k_as_percent_is_detected_and_can_be_followed(archive, monkeypatch,
+                                                                      clean):
+    import agri_3s.sources.sentinelhub_stats as stats
+
+    with FakeSentinelHub(archive, client_secret=SECRET, percentile_scale=100) as fake:
+        with pytest.raises(ImageryError, match="PERCENTILE_SCALE = 100"):
+            statistical_series(_parcels(), START, END, config=fake.config(), inward_buffer_m=0)
+        monkeypatch.setattr(stats, "PERCENTILE_SCALE", 100.0)
+        got = statistical_series(_parcels(), START, END, config=fake.config(),
+                                 inward_buffer_m=0)
+    _same_parcels(got, clean, [0, 1, 2])
+
+
+# ------------------------------------------------------------------ Batch Statistical failures
+
+def test_batch_results_come_from_the_request_id_folder(sh, tmp_path):
+    got = batch_statistical_series(_parcels(), START, END, storage=FolderStorage(tmp_path / "bucket"),
+                                   config=sh.config(), poll_interval_s=0.01, job="job1")
+    out = tmp_path / "bucket" / "agri3s" / "job1" / "output"
+    (rid,) = sh.batch_jobs
+    assert sorted(p.name for p in out.iterdir()) == [rid]  # nothing directly in <output>/
+    assert sorted(p.name for p in (out / rid).iterdir()) == ["1.json", "2.json", "3.json"]
+    assert list(got.source_status.values) == ["ok", "ok", "ok"]
+    (body,) = [b for e, b in sh.bodies if e == "batch"]
+    assert schema_errors(body, BATCH_STATISTICAL_REQUEST) == []
+
+
+@pytest.mark.parametrize("fault,said", [(Fault.failed_status(), "FAILED"),
+                                        (Fault.feature_error("Geometry too large"),
+                                         "Geometry too large")], ids=["FAILED", "error"])
+def test_batch_failed_feature_is_no_data_and_the_rest_kept(sh, tmp_path, fault, said):
+    sh.batch_feature_faults = {"P2": fault}
+    got = batch_statistical_series(_parcels(), START, END, storage=FolderStorage(tmp_path / "bucket"),
+                                   config=sh.config(), poll_interval_s=0.01)
+    ref = statistical_series(_parcels(), START, END, config=sh.config())
+    assert list(got.source_status.values) == ["ok", "no_data", "ok"]
+    assert said in str(got.source_reason.values[1])
+    assert np.isnan(got["ndvi_mean"].values[1]).all()
+    _same_parcels(got, ref, [0, 2])
+    assert sh.batch_jobs[next(iter(sh.batch_jobs))]["status"] == "PARTIAL"
+
+
+def test_batch_missing_result_is_no_data_naming_the_folder(sh, tmp_path):
+    class Lossy(FolderStorage):
+        def read_results(self, job, request_id):
+            res = super().read_results(job, request_id)
+            return {k: v for k, v in res.items() if v["identifier"] != "P2"}
+
+    got = batch_statistical_series(_parcels(), START, END, storage=Lossy(tmp_path / "bucket"),
+                                   config=sh.config(), poll_interval_s=0.01, job="j")
+    (rid,) = sh.batch_jobs
+    assert got.source_status.values[1] == "no_data"
+    assert f"s3://agri3s/j/output/{rid}/" in str(got.source_reason.values[1])
+
+
+# ------------------------------------------------------------------ rate limit and secrets
+
+def test_retry_after_is_read_in_milliseconds_and_capped(sh, monkeypatch):
+    """The fake asks for 600 000 ms (10 min); with the cap at 0.3 s the day loads at once."""
+    import agri_3s.sources.sentinelhub as shub
+
+    monkeypatch.setattr(shub, "MAX_RETRY_AFTER_S", 0.3)
+    sh.inject("process", Fault.rate_limit(retry_after_ms=600_000))
+    cube = SentinelHubSource(sh.config()).load(BOUNDS, CRS, START, END)
+    done = []
+    worker = threading.Thread(target=lambda: done.append(cube.isel(time=0).compute()),
+                              daemon=True)
+    t0 = time.monotonic()
+    worker.start()
+    worker.join(timeout=20)
+    assert done, "still waiting: Retry-After was not capped"
+    assert 0.3 <= time.monotonic() - t0 < 20
+    assert [s for _, _, s in sh.requests_to("/api/v1/process")] == [429, 200]
+
+
+def test_tokens_and_secret_never_logged_at_debug(sh, caplog, tmp_path):
+    caplog.set_level(logging.DEBUG)
+    sh.inject("statistics", Fault.ok(), Fault.expired_token())  # a second token mid-run
+    statistical_series(_parcels(), START, END, config=sh.config(), max_concurrency=1)
+    SentinelHubSource(sh.config()).load(BOUNDS, CRS, START, END).isel(time=0).compute()
+    batch_statistical_series(_parcels(), START, END, storage=FolderStorage(tmp_path / "bucket"),
+                             config=sh.config(), poll_interval_s=0.01)
+    assert len(sh.issued) >= 2
+    text = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records)
+    assert "Obtained token" in text  # requests-oauthlib did log the token response, redacted
+    for secret in (SECRET, *sh.issued):
+        assert secret not in text
+    assert "eyJ" not in text
 
 
 # ------------------------------------------------------------------ the embedded sample
