@@ -44,7 +44,7 @@ SEASON = "2024-10-01/2025-10-15"
 ORIGIN = dt.date(2024, 9, 1)       # the season start − LOOKBACK
 LAST = dt.date(2025, 10, 15)
 HAIL = dt.date(2025, 5, 14)
-VERSION = 1                        # bump when the generator changes (new cache folder)
+VERSION = 2                        # bump when the generator changes (new cache folder)
 PITCH_M, N_COLS = 45.0, 1000       # parcels on a grid of 45 m cells, 1000 per row
 X0, Y0 = 400_000.0, 4_100_000.0    # in CRS
 CRS = "EPSG:32650"
@@ -169,13 +169,13 @@ def _bilinear(field: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def hail_footprint(n: int):
-    """The hail's footprint: an ellipse over the middle of the batch (~8 % of parcels)."""
+    """The hail's footprint: an ellipse over the middle of the batch, 9 km × 2 km or more
+    (~8 % of 1,000,000 parcels; a batch only a few km deep has it across its whole depth)."""
     import shapely
 
-    n_rows = -(-n // N_COLS)
-    cx, cy = X0 + N_COLS * PITCH_M * 0.5, Y0 + n_rows * PITCH_M * 0.5
-    circle = shapely.Point(cx, cy).buffer(1.0, 64)
-    return shapely.affinity.scale(circle, N_COLS * PITCH_M * 0.2, n_rows * PITCH_M * 0.13)
+    width, depth = N_COLS * PITCH_M, -(-n // N_COLS) * PITCH_M
+    circle = shapely.Point(X0 + width / 2, Y0 + depth / 2).buffer(1.0, 64)
+    return shapely.affinity.scale(circle, 0.2 * width, max(0.13 * depth, 2000.0))
 
 
 def generate(root: Path, n: int, n_dates: int, seed: int = 20250514, log=print) -> Path:
