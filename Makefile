@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench lint clean
+# Maps inline Leaflet, installed by npm from package-lock.json (pinned version, integrity checked).
+ASSETS := agri_3s/outputs/webmap/vendor
+LEAFLET := $(ASSETS)/node_modules/leaflet/dist/leaflet.js
+# Browser tests drive Debian's chromium (Playwright's own browser download is not used).
+CHROMIUM := /usr/bin/chromium
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -12,13 +17,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test,stac,distributed]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(LEAFLET): $(ASSETS)/package-lock.json
+	command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
+	npm ci --ignore-scripts --no-audit --no-fund --prefix $(ASSETS)
+
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+demo: $(STAMP) $(LEAFLET)
 	$(BIN)/agri3s demo --out maps/demo
 
-test: $(STAMP)
+test: $(STAMP) $(LEAFLET) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(LEAFLET) $(CHROMIUM)
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python -m pytest -q -s tests/benchmarks -p no:cacheprovider -o addopts=""
 

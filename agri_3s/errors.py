@@ -26,7 +26,9 @@ class InputError(Agri3sError, ValueError):
             if row is not None:
                 where += f" (row/parcel {row})"
             where += ": "
-        text = where + message
+        #: Where and what, without the fix (the CLI prints the fix on its own line).
+        self.problem = where + message
+        text = self.problem
         if fix:
             text += f" Fix: {fix}"
         super().__init__(text)
@@ -38,6 +40,11 @@ class CRSMismatchError(Agri3sError):
 
 class ImageryError(Agri3sError):
     """Imagery is missing, unreadable or does not cover the parcels."""
+
+
+class ImageryInputError(InputError, ImageryError):
+    """The imagery the user pointed at is unusable as given (an empty folder, a band file
+    missing): bad input (exit 2), and still an :class:`ImageryError` for callers catching those."""
 
 
 class MissingDependencyError(Agri3sError, ImportError):

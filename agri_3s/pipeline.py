@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import difflib
+import functools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -20,6 +22,7 @@ import xarray as xr
 from .crs import metric_crs
 from .decisions.calendar import load_calendars
 from .decisions.confidence import calibration_source
+from .decisions.crosscheck import flag_rejected
 from .decisions.indemnity import PolicyTerms, claims_table
 from .decisions.loss import (
     Event,
@@ -31,18 +34,20 @@ from .decisions.loss import (
 )
 from .decisions.planting import LOOKBACK, PlantingRules, verify_planting
 from .errors import InputError, require
-from .outputs.export import atomic_path, write_manifest, write_table
+from .outputs.export import atomic_path, write_manifest, write_schemas, write_table
 from .outputs.privacy import mask_pii
-from .parcels.io import CLAIM_COLUMNS, read_parcels
+from .outputs.publish import RunFolder, open_run, publish
+from .parcels.io import CLAIM_COLUMNS, REQUIRED_COLUMNS, read_parcels
 from .parcels.units import pool_units as pool
 from .parcels.units import spread_unit_results
 from .parcels.validate import validate_parcels
+from .partitions import DEFAULT_PARTITION_PX, partitioned_series
 from .sources.base import ImagerySource
 from .sources.local import LocalSource
 from .timeseries.screening import ScreenRules, screen_looks
 from .timeseries.zonal import parcel_series, pixel_weights
-from .tomlfile import read_toml
-from .types import Season
+from .tomlfile import check_keys, read_toml, settings
+from .types import SCHEMA_VERSION, Season
 
 #: ``progress(step, done, total)`` — how long jobs report progress (the CLI draws bars).
 Progress = Callable[[str, int, int], None]
@@ -90,11 +95,24 @@ def open_source(spec: str | ImagerySource, *, cache: str | Path | None = None) -
 
 def load_parcels(parcels: str | Path | gpd.GeoDataFrame, crs: object = None, *,
                  columns: str | dict | None = None, encoding: str | None = None,
-                 area_tolerance: float = 0.15) -> gpd.GeoDataFrame:
-    """Read (if a path) and validate parcels; every row kept, with ``validity`` and ``area_mu``."""
+                 layer: str | None = None, area_tolerance: float = 0.15,
+                 require: tuple[str, ...] = REQUIRED_COLUMNS) -> gpd.GeoDataFrame:
+    """Read (if a path) and validate parcels; every row kept, with ``validity`` and ``area_mu``.
+
+    ``crs``, ``columns``, ``encoding`` and ``layer`` are :func:`~agri_3s.parcels.io.read_parcels`'s
+    (the CLI's ``--crs``, ``--columns``, ``--encoding``, ``--layer`` on every command that reads
+    parcels). ``require``: the attribute columns the caller needs (a file without them is
+    refused, naming them); overlap and photo checks need only ``parcel_id``.
+
+    Examples
+    --------
+    >>> gdf = load_parcels("确权地块.shp", encoding="gbk",
+    ...                    columns="地块号=parcel_id")                      # doctest: +SKIP
+    """
     gdf = (parcels if isinstance(parcels, gpd.GeoDataFrame)
-           else read_parcels(parcels, crs=crs, columns=columns, encoding=encoding))
-    return validate_parcels(gdf, area_tolerance=area_tolerance)
+           else read_parcels(parcels, crs=crs, layer=layer, columns=columns, encoding=encoding,
+                             require=require))
+    return validate_parcels(gdf, area_tolerance=area_tolerance, required=require)
 
 
 @contextlib.contextmanager
@@ -151,16 +169,56 @@ def _result_table(parcels: gpd.GeoDataFrame, decided: pd.DataFrame, include_pii:
     table = pd.concat([own.reset_index(drop=True),
                        decided.drop(columns="parcel_id").reset_index(drop=True)], axis=1)
     table = gpd.GeoDataFrame(table, geometry=parcels.geometry.name, crs=parcels.crs)
+    if "schema_version" not in table:
+        table["schema_version"] = SCHEMA_VERSION  # every exported row names its schema
     return table if include_pii else mask_pii(table)
 
 
 def _write_outputs(out: Path, name: str, table: gpd.GeoDataFrame, series: xr.Dataset,
-                   formats: tuple[str, ...]) -> dict[str, Path]:
-    files = {f"{name}{fmt}": write_table(table, out / f"{name}{fmt}") for fmt in formats}
+                   formats: tuple[str, ...], include_pii: bool = False) -> dict[str, Path]:
+    files = {f"{name}{fmt}": write_table(table, out / f"{name}{fmt}", export=name)
+             for fmt in formats}
+    files.update(write_schemas(out, name, table, formats, include_pii=include_pii))
     files["series.nc"] = _save_series(series, out / "series.nc")
     return files
 
 
+#: Above this many parcels a job writes no ``map.html`` (one HTML page cannot hold them).
+MAP_MAX_PARCELS = 100_000
+
+
+def published_job(job: str):
+    """Run a job function as one published set: it holds the lock on ``out`` and writes its
+    outputs into the run's staging folder (the function's ``out``; ``work`` is the
+    :class:`RunFolder`, whose ``parts`` keep the partitions' checkpoints), and only if it
+    returns are they published together in place of ``out``'s old set (``restart``: discard
+    the checkpoints of an earlier run; ``log``: where messages go)."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*args, out: str | Path, **kwargs) -> RunResult:
+            with open_run(out, job=job, restart=kwargs.get("restart", False),
+                          log=kwargs.get("log")) as folder:
+                result = fn(*args, out=folder.staging, work=folder, **kwargs)
+                publish(folder)
+            files = {k: folder.out / Path(p).relative_to(folder.staging)
+                     for k, p in result.files.items()}
+            return RunResult(folder.out, files, result.table, result.series)
+        return run
+    return wrap
+
+
+def _map_or_skip(path: Path, table: gpd.GeoDataFrame, log: Callable[[str], None] | None,
+                 **kwargs) -> dict[str, Path]:
+    """``{"map.html": path}``, or nothing (with a message) for a batch too big for one page."""
+    if len(table) > MAP_MAX_PARCELS:
+        if log:
+            log(f"map.html not written: {len(table):,} parcels are more than one page holds "
+                f"({MAP_MAX_PARCELS:,}); map areas of them with `agri3s map`.")
+        return {}
+    return {"map.html": _map(path, table, **kwargs)}
+
+
+@published_job("underwrite")
 def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
                calendar: str | Path | None = None, rules: PlantingRules = PlantingRules(),
                crs: object = None, region: str | None = None, include_pii: bool = False,
@@ -168,8 +226,17 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
                pool_units: bool = False, scheduler: str | None = None,
                crop_model: str | Path | None = "auto", save_crop_model: str | Path | None = None,
                calibration: str | Path | None = None, series: str | Path | None = None,
-               progress: Progress | None = None) -> RunResult:
+               screen: ScreenRules | None = None, columns: str | dict | None = None,
+               encoding: str | None = None, layer: str | None = None,
+               progress: Progress | None = None, restart: bool = False,
+               partition_px: int | None = DEFAULT_PARTITION_PX,
+               log: Callable[[str], None] | None = None,
+               work: RunFolder | None = None) -> RunResult:
     """Underwriting verification: a verdict per parcel for one season.
+
+    The job runs by spatial partitions (``partition_px`` imagery pixels a side), each
+    checkpointed beside ``out``: the same call after a crash resumes from them (``restart``:
+    start afresh); its outputs replace ``out``'s old ones all at once (:func:`published_job`).
 
     ``pool_units``: plots too small to measure alone are judged together with the adjacent
     plots of the same household and crop (连片 monitoring units); every original parcel gets
@@ -179,6 +246,9 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
     ``calibration``: a confidence calibration table (``agri3s evaluate --fit-calibration``).
     ``series``: a parcel series already made (NetCDF, e.g. a run's ``series.nc`` or Sentinel
     Hub Statistical API results) instead of ``imagery`` (then None).
+    ``screen``: the look screen's thresholds (default: ``rules.min_clear_fraction``, the rest
+    :class:`ScreenRules`' defaults). ``columns``, ``encoding``, ``layer``: how to read the parcel
+    file (:func:`load_parcels`).
 
     Examples
     --------
@@ -188,20 +258,24 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
     started = dt.datetime.now(dt.timezone.utc)
     season = Season.parse(season) if isinstance(season, str) else season
     out = Path(out)
-    gdf = load_parcels(parcels, crs)
+    gdf = load_parcels(parcels, crs, columns=columns, encoding=encoding, layer=layer)
     calendars = load_calendars(calendar)
+    _check_region(region, calendars)
     judged = gdf
     if pool_units:
         with_units, judged = pool(gdf[gdf["validity"] != "rejected"])
         judged = validate_parcels(judged)
-    given, source = series, None
+    given, source, partitions = series, None, {}
     if given is not None:
         series = _read_series(given)
     else:
         source = open_source(imagery)
-        series = compute_series(judged, source, season.start - LOOKBACK, season.end, progress,
-                                scheduler)
-    series = screen_looks(series, ScreenRules(min_clear_fraction=rules.min_clear_fraction))
+        series = partitioned_series(judged, source, season.start - LOOKBACK, season.end,
+                                    work=work.parts if work else None,
+                                    partition_px=partition_px, scheduler=scheduler,
+                                    progress=progress, log=log, report=partitions)
+    screen = screen or ScreenRules(min_clear_fraction=rules.min_clear_fraction)
+    series = screen_looks(series, screen)
     model_report: dict = {}
     verdicts = verify_planting(series, judged, calendars, season, rules, region=region,
                                crop_model=crop_model, save_crop_model=save_crop_model,
@@ -215,21 +289,36 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
             parcel_id=("parcel", with_units["parcel_id"].astype(str).to_numpy()),
             unit_id=("parcel", with_units["unit_id"].astype(str).to_numpy()))
     table = _result_table(gdf, verdicts, include_pii)
-    files = _write_outputs(out, "verdicts", table, series, formats)
-    files["map.html"] = _map(out / "map.html", table, verdicts=verdicts, series=series, lang=lang,
-                             show_pii=include_pii)
+    files = _write_outputs(out, "verdicts", table, series, formats, include_pii)
+    images, image_files, notes = _map_imagery(out, source, gdf[gdf["validity"] != "rejected"],
+                                              series, season=season)
+    files |= image_files
+    files |= _map_or_skip(out / "map.html", table, log, verdicts=verdicts, series=series,
+                          lang=lang, show_pii=include_pii, imagery=images, notes=notes)
     files["run.json"] = write_manifest(
         out, job="underwrite", inputs=_inputs(parcels, calendar, series=given if source is None
                                               else None, crop_model=crop_model,
                                               calibration=calibration),
-        parameters={"season": str(season), "rules": _asdict(rules), "region": region,
+        parameters={"season": str(season), "rules": _asdict(rules), "screen": _asdict(screen),
+                    "region": region,
                     "pixel_rule": series.attrs.get("pixel_rule", ""),
                     "looks_dropped": series.attrs.get("looks_dropped", ""),
                     "crop_model": model_report,
                     "confidence_calibration": calibration_source(calibration)},
         imagery={**(source.describe() if source else {"series": str(given)}),
-                 "dates": _dates(series)}, outputs=files, started=started)
+                 "dates": _dates(series)}, outputs=files, started=started,
+        relative_to=work.out if work else None, partitions=partitions)
     return RunResult(out, files, table, series)
+
+
+def _check_region(region: str | None, calendars: dict) -> None:
+    """A region no calendar has would silently judge every crop by its default calendar."""
+    regions = sorted({c.region for cals in calendars.values() for c in cals})
+    if region and region not in regions:
+        close = difflib.get_close_matches(region, regions, n=1)
+        raise InputError(f"region {region!r} is in no crop calendar.", source="--region",
+                         fix=(f"did you mean '{close[0]}'? " if close else "")
+                         + f"the calendars' regions are {', '.join(regions)}")
 
 
 def _spread_to_parcels(unit_verdicts: pd.DataFrame, with_units: gpd.GeoDataFrame,
@@ -249,12 +338,24 @@ def _spread_to_parcels(unit_verdicts: pd.DataFrame, with_units: gpd.GeoDataFrame
     return rows.reset_index(drop=True)
 
 
+@published_job("assess")
 def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
            terms: PolicyTerms = PolicyTerms(), calendar: str | Path | None = None,
            params: LossParams = LossParams(), crs: object = None, include_pii: bool = False,
            formats: tuple[str, ...] = (".csv", ".geojson"), lang: str = "zh",
-           scheduler: str | None = None, progress: Progress | None = None) -> RunResult:
+           scheduler: str | None = None, columns: str | dict | None = None,
+           encoding: str | None = None, layer: str | None = None,
+           progress: Progress | None = None, restart: bool = False,
+           partition_px: int | None = DEFAULT_PARTITION_PX,
+           log: Callable[[str], None] | None = None,
+           verdicts: str | Path | None = None, work: RunFolder | None = None) -> RunResult:
     """Loss assessment: a claim estimate per parcel for one event.
+
+    Partitioned, checkpointed and published like :func:`underwrite`.
+
+    ``columns``, ``encoding``, ``layer``: how to read the parcel file (:func:`load_parcels`).
+    ``verdicts``: the underwriting result of these parcels (folder or verdicts file): a claim
+    that may be paid on a parcel it rejected gets the reason ``UNDERWRITING_REJECTED``.
 
     Examples
     --------
@@ -264,7 +365,7 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     started = dt.datetime.now(dt.timezone.utc)
     event = event if isinstance(event, Event) else load_event(event)
     out = Path(out)
-    gdf = load_parcels(parcels, crs)
+    gdf = load_parcels(parcels, crs, columns=columns, encoding=encoding, layer=layer)
     missing = [c for c in CLAIM_COLUMNS if c not in gdf.columns]
     if missing:
         raise InputError(f"column(s) {', '.join(missing)} needed for indemnities are missing.",
@@ -274,7 +375,10 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     (_, post_end), _ = post_windows(event)
     start = history_start(event, params)  # a year back: each parcel's own bare looks
     end = event.last_day + dt.timedelta(days=post_end + 5)
-    series = compute_series(gdf, source, start, end, progress, scheduler)
+    partitions: dict = {}
+    series = partitioned_series(gdf, source, start, end, work=work.parts if work else None,
+                                partition_px=partition_px, scheduler=scheduler,
+                                progress=progress, log=log, report=partitions)
     metric = gdf.to_crs(metric_crs(gdf))
     estimates = estimate_losses(series, metric, event, params)
     claims = claims_table(estimates, gdf, event, terms, load_calendars(calendar), params)
@@ -283,10 +387,17 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     for col in ("reasons", "reasons_zh", "reasons_en"):
         claims.loc[rejected, col] = gdf.loc[rejected, col.replace("reasons", "validity_reasons")
                                             ].to_numpy()
+    checked = _read_verdicts(verdicts) if verdicts is not None else None
+    if checked is not None:
+        claims = flag_rejected(claims, checked)
     table = _result_table(gdf, claims, include_pii)
-    files = _write_outputs(out, "claims", table, series, formats)
-    files["map.html"] = _map(out / "map.html", table, claims=claims, series=series, lang=lang,
-                             show_pii=include_pii)
+    files = _write_outputs(out, "claims", table, series, formats, include_pii)
+    images, image_files, notes = _map_imagery(out, source, gdf[gdf["validity"] != "rejected"],
+                                              series, event=event)
+    files |= image_files
+    files |= _map_or_skip(out / "map.html", table, log, claims=claims, series=series,
+                          lang=lang, show_pii=include_pii, imagery=images, notes=notes,
+                          verdicts=checked)
     files["run.json"] = write_manifest(
         out, job="assess", inputs=_inputs(parcels, calendar, event.source),
         parameters={"event": {"id": event.id, "type": event.type, "date": str(event.date),
@@ -294,40 +405,72 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
                               "crops": list(event.crops)},
                     "policy_terms": _asdict(terms), "loss_params": _asdict(params),
                     "pixel_rule": series.attrs["pixel_rule"]},
-        imagery={**source.describe(), "dates": _dates(series)}, outputs=files, started=started)
+        imagery={**source.describe(), "dates": _dates(series)}, outputs=files, started=started,
+        relative_to=work.out if work else None, partitions=partitions)
     return RunResult(out, files, table, series)
 
 
 def _map(path: Path, table: gpd.GeoDataFrame, **kwargs) -> Path:
-    from .outputs.webmap import build_map, write_map
+    """Write a map: one file, or above ``MAX_PARCELS_PER_MAP`` one per partition beside an
+    index map at ``path`` (the map's :func:`~agri_3s.outputs.webmap.write_maps`)."""
+    from .outputs.webmap import write_maps
 
-    return write_map(build_map(table, **kwargs), path)
+    return write_maps(table, path, **kwargs)[path.name]
+
+
+def _map_imagery(out: Path, source: ImagerySource | None, parcels: gpd.GeoDataFrame,
+                 series: xr.Dataset, **when) -> tuple[list, dict[str, Path], list[str]]:
+    """The map's Sentinel-2 layers from the job's own looks, saved for ``agri3s map``.
+
+    ``when``: ``event=`` or ``season=``. Without a source (a series given) there are none; a
+    source that fails to deliver them leaves the map without imagery, saying why."""
+    from .errors import Agri3sError
+    from .outputs.webmap import job_imagery, save_imagery
+
+    if source is None:
+        return [], {}, []
+    try:
+        layers = job_imagery(source, parcels, series, **when)
+    except (Agri3sError, OSError) as exc:
+        return [], {}, [f"imagery layers unavailable: {exc}"]
+    return layers, save_imagery(layers, out), []
+
+
+def _read_verdicts(path: str | Path) -> pd.DataFrame:
+    """Verdicts of an underwriting result (its folder, or a verdicts CSV / GeoJSON)."""
+    path = Path(path)
+    file = next((path / f"verdicts{x}" for x in (".geojson", ".csv")
+                 if (path / f"verdicts{x}").is_file()), None) if path.is_dir() else path
+    if file is None or not file.is_file():
+        raise InputError("no verdicts to check the claims against.", source=path,
+                         fix="pass the --out folder of an underwrite run (or its verdicts.csv)")
+    table = (pd.read_csv(file, dtype={"parcel_id": str}, encoding="utf-8-sig")
+             if file.suffix.lower() == ".csv" else gpd.read_file(file))
+    missing = [c for c in ("parcel_id", "status", "reasons") if c not in table.columns]
+    if missing:
+        raise InputError(f"not a verdicts table (missing {', '.join(missing)}).", source=file,
+                         fix="pass the verdicts of an underwrite run")
+    return table
 
 
 def map_results(results: list[str | Path], out: str | Path, *, lang: str = "zh",
-                show_pii: bool = False, photos: str | Path | None = None) -> Path:
+                show_pii: bool = False, photos: str | Path | None = None,
+                force: bool = False) -> Path:
     """One adjuster map from result folders (verdicts and / or claims of the same parcels),
-    optionally with field photos matched to parcels (``agri3s photos`` output)."""
-    verdicts = claims = parcels = series = None
-    for folder in map(Path, results):
-        found = False
-        for name in ("verdicts", "claims"):
-            f = folder / f"{name}.geojson"
-            if f.exists():
-                found = True
-                table = gpd.read_file(f)
-                parcels = table if parcels is None else parcels
-                if name == "verdicts":
-                    verdicts = table
-                else:
-                    claims = table
-        if not found:
-            raise InputError("no verdicts.geojson or claims.geojson in the result folder.",
-                             source=folder, fix="pass the --out folder of an underwrite / assess run")
-        if (folder / "series.nc").exists() and series is None:
-            series = xr.load_dataset(folder / "series.nc", engine="scipy")
-    return _map(Path(out), parcels, verdicts=verdicts, claims=claims, series=series, lang=lang,
-                show_pii=show_pii, photos=gpd.read_file(photos) if photos else None)
+    with the imagery layers their jobs saved and optionally field photos matched to parcels
+    (``agri3s photos`` output).
+
+    Results whose parcels, crops or seasons do not belong together are refused
+    (:class:`InputError`) unless ``force`` (the map then lists what did not match). A map of
+    more parcels than one file serves is split (index map at ``out``)."""
+    from .outputs.webmap.results import merge_results, read_results
+
+    merged = merge_results(read_results(list(results)), force=force)
+    notes = [f"--force: {n}" for n in merged["notes"]]
+    return _map(Path(out), merged["parcels"], verdicts=merged["verdicts"],
+                claims=merged["claims"], series=merged["series"], imagery=merged["imagery"],
+                lang=lang, show_pii=show_pii, notes=notes,
+                photos=gpd.read_file(photos) if photos else None)
 
 
 def _asdict(obj) -> dict:
@@ -388,45 +531,122 @@ def _model_option(value, base: Path):
     """A job file's ``crop_model``: "auto", "none" / false (rules only) or a model file."""
     if value in (False, None, "none", ""):
         return None
-    return "auto" if value == "auto" else _resolve(str(value), base)
+    return "auto" if value in (True, "auto") else _resolve(str(value), base)
 
 
-def run_job(path: str | Path, progress: Progress | None = None) -> RunResult:
-    """Run a job file: ``job = "underwrite" | "assess"`` plus the same inputs as the CLI."""
+#: Keys of every job file; then each job's own keys. Tables are checked by :func:`settings`.
+_JOB_KEYS = {"job", "parcels", "imagery", "out", "crs", "columns", "encoding", "layer",
+             "calendar", "include_pii", "lang", "scheduler", "partition_px"}
+_JOB_ONLY = {"underwrite": {"season", "region", "pool_units", "crop_model", "save_crop_model",
+                            "calibration", "series", "rules", "screen"},
+             "assess": {"event", "policy", "loss"}}
+_TABLES = {"rules": PlantingRules, "screen": ScreenRules, "policy": PolicyTerms,
+           "loss": LossParams}
+_TEXT = ((str,), "a text in quotes", '"…"')
+_FLAG = ((bool,), "true or false", "true")
+#: TOML types of the top-level values: (types, as a user reads them, an example).
+#: ``columns`` may be a table (``[columns]`` then ``"地块号" = "parcel_id"`` lines).
+_JOB_TYPES = {**{k: _TEXT for k in ("parcels", "imagery", "out", "encoding", "layer",
+                                    "calendar", "lang", "scheduler", "season", "region",
+                                    "save_crop_model", "calibration", "series", "event")},
+              "crs": ((str, int), "an EPSG code or a CRS name", '"EPSG:4326"'),
+              "columns": ((str, dict), "a text or a table", '"地块号=parcel_id,亩数=declared_area_mu"'),
+              "include_pii": _FLAG, "pool_units": _FLAG,
+              "crop_model": ((str, bool), '"auto", "none", false or a model file', '"auto"')}
+
+
+def _check_job(job: dict, kind: str, path: Path) -> None:
+    """Every key known to this kind of job, every value of its TOML type, every table's keys
+    known (a typo would otherwise run silently with a default)."""
+    other = next(k for k in _JOB_ONLY if k != kind)
+    top = _JOB_KEYS | _JOB_ONLY[kind]
+    homes: dict[str, list[str]] = {}
+    for table in sorted(_JOB_ONLY[kind] & set(_TABLES)):
+        for f in fields(_TABLES[table]):
+            homes.setdefault(f.name, []).append(f"[{table}]")
+    in_table = {name: "in " + " or ".join(tables) for name, tables in homes.items()}
+    check_keys(job, top, where=f"an {kind} job file", source=path,
+               elsewhere={**in_table, **{k: f'in an {other} job (job = "{other}")'
+                                         for k in _JOB_ONLY[other] - top}})
+    for key, value in job.items():
+        types, kind_text, example = _JOB_TYPES.get(key, ((object,), "", ""))
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise InputError(f"{key} = {value!r} is not {kind_text}.", source=path,
+                             fix=f"write it like {key} = {example}")
+    for table in _JOB_ONLY[kind] & set(_TABLES):
+        if isinstance(job.get(table), dict):  # keys at the top level written under the table
+            check_keys(job[table], [f.name for f in fields(_TABLES[table])],
+                       where=f"[{table}]", source=path,
+                       elsewhere={k: "at the top of the job file, before any [table]"
+                                  for k in top})
+    from .outputs.webmap import LANGS
+
+    if job.get("lang", "zh") not in LANGS:
+        raise InputError(f"lang = {job['lang']!r} is not a map language.", source=path,
+                         fix=f"write lang = \"{LANGS[0]}\" or \"{LANGS[1]}\"")
+
+
+def run_job(path: str | Path, progress: Progress | None = None, *, restart: bool = False,
+            log: Callable[[str], None] | None = None) -> RunResult:
+    """Run a job file: ``job = "underwrite" | "assess"`` plus the same inputs as the CLI.
+
+    Unknown keys (top level or in ``[rules]`` / ``[screen]`` / ``[policy]`` / ``[loss]``) and
+    values of the wrong type are refused with an :class:`InputError` naming the key and the
+    closest known one.
+
+    Examples
+    --------
+    >>> run_job("pipelines/underwrite_wheat_sample.toml")                # doctest: +SKIP
+    """
     path = Path(path)
     job = read_toml(path, "job file")
     base = path.parent
     kind = job.get("job")
-    if kind not in ("underwrite", "assess"):
-        raise InputError(f"job = {kind!r}; expected \"underwrite\" or \"assess\".", source=path)
-    for key in ("parcels", "imagery", "out"):
+    if kind not in _JOB_ONLY:
+        raise InputError(f"job = {kind!r}; expected \"underwrite\" or \"assess\".", source=path,
+                         fix='write job = "underwrite" or job = "assess" at the top')
+    _check_job(job, kind, path)
+    needed = ["parcels", "out"] + (["imagery"] if kind == "assess" or "series" not in job else [])
+    needed += ["season"] if kind == "underwrite" else ["event"]
+    for key in needed:
         if key not in job:
-            raise InputError(f"the job file has no '{key}'.", source=path)
-    common = dict(out=_resolve(job["out"], base), crs=job.get("crs"),
+            example = {"season": '"2024-10-01/2025-06-15"', "event": '"events/hail.toml"',
+                       "imagery": '"local:/data/s2"'}.get(key, '"…"')
+            raise InputError(f"the job file has no '{key}'.", source=path,
+                             fix=f"add {key} = {example}")
+    tables = {name: settings(cls, job.get(name, {}), where=f"[{name}]", source=path)
+              for name, cls in _TABLES.items() if name in _JOB_ONLY[kind]}
+    for key in ("calendar", "calibration", "series", "event", "crop_model"):
+        value = job.get(key)  # checked now, not after the series of a province is made
+        if isinstance(value, str) and value not in ("auto", "none", ""):
+            if not Path(_resolve(value, base)).is_file():
+                raise InputError(f"{key} = {value!r}: no such file ({_resolve(value, base)}).",
+                                 source=path, fix="paths in a job file are relative to the "
+                                                  "job file's folder")
+    read = {"crs": job.get("crs"), "columns": job.get("columns"),
+            "encoding": job.get("encoding"), "layer": job.get("layer")}
+    common = dict(out=_resolve(job["out"], base), **read,
                   calendar=_resolve(job["calendar"], base) if job.get("calendar") else None,
-                  include_pii=bool(job.get("include_pii", False)), lang=job.get("lang", "zh"),
-                  scheduler=job.get("scheduler"), progress=progress)
-    parcels, imagery = _resolve(job["parcels"], base), _resolve(job["imagery"], base)
-    try:
-        if kind == "underwrite":
-            if "season" not in job:
-                raise InputError("an underwrite job needs season = \"START/END\".", source=path)
-            return underwrite(parcels, imagery, job["season"], region=job.get("region"),
-                              rules=PlantingRules(**job.get("rules", {})),
-                              pool_units=bool(job.get("pool_units", False)),
-                              crop_model=_model_option(job.get("crop_model", "auto"), base),
-                              save_crop_model=_resolve(job["save_crop_model"], base)
-                              if job.get("save_crop_model") else None,
-                              calibration=_resolve(job["calibration"], base)
-                              if job.get("calibration") else None, **common)
-        if "event" not in job:
-            raise InputError("an assess job needs event = \"EVENT.toml\".", source=path)
-        return assess(parcels, imagery, _resolve(job["event"], base),
-                      terms=PolicyTerms(**job.get("policy", {})),
-                      params=LossParams(**job.get("loss", {})), **common)
-    except TypeError as exc:  # an unknown key in [rules] / [policy] / [loss]
-        raise InputError(f"unknown setting ({exc}).", source=path,
-                         fix="see README for the keys of [rules], [policy] and [loss]") from exc
+                  include_pii=job.get("include_pii", False), lang=job.get("lang", "zh"),
+                  scheduler=job.get("scheduler"), progress=progress, restart=restart, log=log,
+                  partition_px=job.get("partition_px"))
+    parcels = _resolve(job["parcels"], base)
+    imagery = _resolve(job["imagery"], base) if "imagery" in job else None
+    if kind == "underwrite":
+        rules, screen = tables["rules"], tables["screen"]
+        if "min_clear_fraction" not in job.get("screen", {}):  # [rules]' applies to both
+            screen = replace(screen, min_clear_fraction=rules.min_clear_fraction)
+        return underwrite(parcels, imagery, job["season"], region=job.get("region"),
+                          rules=rules, screen=screen, pool_units=job.get("pool_units", False),
+                          crop_model=_model_option(job.get("crop_model", "auto"), base),
+                          save_crop_model=_resolve(job["save_crop_model"], base)
+                          if job.get("save_crop_model") else None,
+                          calibration=_resolve(job["calibration"], base)
+                          if job.get("calibration") else None,
+                          series=_resolve(job["series"], base) if job.get("series") else None,
+                          **common)
+    return assess(parcels, imagery, _resolve(job["event"], base), terms=tables["policy"],
+                  params=tables["loss"], **common)
 
 
 # --- the demo on the embedded sample --------------------------------------------------------
@@ -449,9 +669,11 @@ def demo(out: str | Path = "maps/demo", *, sample_dir: str | Path | None = None,
                                                  "2025-06-10/2025-10-10", out=o, lang=lang,
                                                  progress=progress),
         "assess_hail": lambda o: assess(sample.parcels_wheat, imagery, sample.hail_event, out=o,
-                                        lang=lang, progress=progress),
+                                        lang=lang, progress=progress,
+                                        verdicts=out / "underwrite_wheat"),
         "assess_flood": lambda o: assess(sample.parcels_maize, imagery, sample.flood_event,
-                                         out=o, lang=lang, progress=progress),
+                                         out=o, lang=lang, progress=progress,
+                                         verdicts=out / "underwrite_maize"),
     }
     results = {name: run(out / name) for name, run in runs.items()}
     files = {f"{name}/{k}": v for name, r in results.items() for k, v in r.files.items()}

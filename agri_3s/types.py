@@ -32,5 +32,14 @@ class Season:
     def __str__(self) -> str:
         return f"{self.start}/{self.end}"
 
-#: Version of the verdict and claim-estimate export schema (DESIGN.md data contracts).
-SCHEMA_VERSION = "1.0.0"  # three parts: never read back as a number by CSV / Excel
+#: Version of the export schemas (verdicts, claims, parcel check report; DESIGN.md data
+#: contracts, ``agri_3s/outputs/schemas/``): a minor step adds columns or values, a major one
+#: removes or redefines them. Three parts, so CSV / Excel never read it back as a number.
+SCHEMA_VERSION = "1.1.0"
+
+#: Longest text agri_3s accepts in a user's field (ids, crop codes, names, any own column) and
+#: writes in an export; the export schemas state it as ``maxLength``.
+TEXT_MAX_LENGTH = 200
+
+#: Longest reason text (``reasons_zh`` / ``reasons_en``, all of a row's reasons joined).
+REASON_TEXT_MAX_LENGTH = 4000

@@ -230,6 +230,7 @@ def claims_table(estimates: pd.DataFrame, parcels: pd.DataFrame, event, terms: P
     status[survey | edge_survey] = "survey"
     status[edge & ~edge_survey] = "not_affected"
     pay[edge & ~edge_survey] = 0.0
+    damaged = np.where(status == "not_affected", 0.0, damaged)  # no loss claimed, none damaged
 
     est = estimates
     return pd.DataFrame({

@@ -3,6 +3,12 @@
 Formats by file suffix: ``.csv`` (UTF-8 with BOM so Excel shows Chinese), ``.geojson``
 (EPSG:4326), ``.gpkg``, ``.parquet`` (GeoParquet). Every file is written to a temporary name in
 the same folder and renamed into place, so a reader never sees half a file.
+
+CSV cells are spreadsheet-safe: a text cell that would start a formula (``=``, ``+``, ``-``,
+``@``, TAB, CR — OWASP's list) gets a leading ``'``; numbers, and text that is a plain number
+(``-0.5``), are left alone. GeoJSON, GeoPackage and GeoParquet keep every value as it is.
+An export with a published schema (:mod:`.schemas`) has its text clipped to the schema's
+``maxLength`` (with a warning), and the schema is written beside it.
 """
 
 from __future__ import annotations
@@ -11,46 +17,150 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
 
 from ..types import SCHEMA_VERSION
+from .schemas import json_schema, table_schema, text_limits
 
 FORMATS = (".csv", ".geojson", ".gpkg", ".parquet")
+LOGGER = logging.getLogger(__name__)
+#: First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection).
+FORMULA_START = r"^[=+\-@\t\r]"
+#: Text that is just a number: a spreadsheet reads it as that number, never as a formula.
+PLAIN_NUMBER = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
+ELLIPSIS = "…"
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix); rename it onto ``path`` on success."""
+def atomic_path(path: str | Path, *, sync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path with ``path``'s own name, in a hidden folder beside it
+    (``.NAME.tmp-HOST-PID-…/NAME``), and move it onto ``path`` on success.
+
+    The file is written under its real name, so no temporary name reaches its content (a
+    GeoJSON's or GeoPackage's layer name is the file's stem), and what a killed writer left
+    beside ``path`` is removed by the next write there (:func:`remove_stale_temporaries`).
+    ``sync``: flush the file and its folder to disk before returning (checkpoints).
+
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
+    >>> with atomic_path(folder / "a.txt") as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> sorted(p.name for p in folder.iterdir()), tmp.name
+    (['a.txt'], 'a.txt')
+    """
+    import shutil
+    import tempfile
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    remove_stale_temporaries(path.parent)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{_HOST}-{os.getpid()}-",
+                                   dir=path.parent))
+    tmp = folder / path.name
     try:
         yield tmp
+        if sync:
+            fsync_path(tmp)
         os.replace(tmp, path)
+        if sync:
+            fsync_path(path.parent)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def write_table(table: pd.DataFrame, path: str | Path) -> Path:
-    """Write a verdict / claim table (a GeoDataFrame for the spatial formats) atomically."""
+_HOST = "".join(ch if ch.isalnum() else "_" for ch in platform.node() or "host")
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a file or a folder (its entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporaries that writers on this host left in ``folder`` when they were killed
+    (their process is gone): :func:`atomic_path`'s ``.NAME.tmp-HOST-PID-…`` folders and the
+    ``.STEM.tmp-PID.SUFFIX`` files of earlier agri_3s versions. Returns what was removed."""
+    import re
+    import shutil
+
+    removed = []
+    ours = re.compile(rf"^\..+\.tmp-{re.escape(_HOST)}-(\d+)-[^/]*$")
+    older = re.compile(r"^\..+\.tmp-(\d+)(\.[^.]*)?$")
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = ours.match(entry.name) or older.match(entry.name)
+        if not m:
+            continue  # not a temporary, or another host's
+        if _alive(int(m.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return pid > 0
+
+
+def write_table(table: pd.DataFrame, path: str | Path, *, export: str | None = None) -> Path:
+    """Write a table (a GeoDataFrame for the spatial formats) atomically, in the format of
+    ``path``'s suffix.
+
+    Parameters
+    ----------
+    table : the rows; for ``.csv`` the geometry column is left out.
+    path : ``.csv`` | ``.geojson`` | ``.gpkg`` | ``.parquet``.
+    export : the export's name when it has a published schema (``verdicts``, ``claims``,
+        ``parcels_report``): text is clipped to the schema's ``maxLength``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Examples
+    --------
+    >>> write_table(claims, "out/claims.csv", export="claims")  # doctest: +SKIP
+    PosixPath('out/claims.csv')
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(f"{path}: unsupported export format; use one of {', '.join(FORMATS)}")
     with atomic_path(path) as tmp:
         if suffix == ".csv":
-            frame = pd.DataFrame(table.drop(columns="geometry", errors="ignore"))
-            frame.to_csv(tmp, index=False, encoding="utf-8-sig", date_format="%Y-%m-%d")
+            frame = neutralise_formulas(pd.DataFrame(table.drop(columns="geometry",
+                                                                errors="ignore")))
+            frame = _fit_schema(frame, export, path)
+            # RFC 4180 line ends: the writer then quotes any cell holding a CR or LF, so no
+            # reader splits a row on a lone CR
+            frame.to_csv(tmp, index=False, encoding="utf-8-sig", date_format="%Y-%m-%d",
+                         lineterminator="\r\n")
         else:
             gdf = table if isinstance(table, gpd.GeoDataFrame) else gpd.GeoDataFrame(table)
-            gdf = _plain_columns(gdf)
+            gdf = _fit_schema(_plain_columns(gdf), export, path)
             if suffix == ".geojson":
                 gdf.to_crs(4326).to_file(tmp, driver="GeoJSON")
             elif suffix == ".gpkg":
@@ -60,6 +170,127 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+def _text_cells(s: pd.Series) -> bool:
+    return s.dtype == object or pd.api.types.is_string_dtype(s)
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` safe to open in a spreadsheet: every text cell (and column name) that
+    starts with ``=``, ``+``, ``-``, ``@``, TAB or CR gets a leading ``'`` (OWASP), unless the
+    text is a plain number. Numeric columns are untouched.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"note": ["=1+1", "-0.5", "@SUM(A1)", "ok"],
+    ...                   "loss_rate": [-0.5, 0.1, 0.2, 0.3]})
+    >>> neutralise_formulas(t)["note"].tolist()
+    ["'=1+1", '-0.5', "'@SUM(A1)", 'ok']
+    """
+    out = frame.copy()
+    for col in out.columns:
+        s = out[col]
+        if not _text_cells(s):
+            continue
+        try:
+            risky = s.str.match(FORMULA_START, na=False) & ~s.str.fullmatch(PLAIN_NUMBER,
+                                                                            na=False)
+        except AttributeError:  # an object column without text (dates, mixed objects)
+            continue
+        if risky.any():
+            out[col] = s.where(~risky, "'" + s[risky].astype(str))
+    names = pd.Series([str(c) for c in out.columns])
+    risky = names.str.match(FORMULA_START) & ~names.str.fullmatch(PLAIN_NUMBER)
+    if risky.any():
+        out.columns = names.where(~risky, "'" + names).tolist()
+    return out
+
+
+def _fit_schema(frame: pd.DataFrame, export: str | None, path: Path) -> pd.DataFrame:
+    """``frame`` as its export schema states it: whole-number columns with gaps as integers
+    (``2``, not ``2.0``), and text longer than ``maxLength`` cut to it (ending in …) with a
+    warning naming the column and rows. Row validation rejects such input (the reason is in
+    the row); this keeps the file within its published schema all the same."""
+    if export is None:
+        return frame
+    props = json_schema(export)["properties"]
+    out = frame.copy()
+    for col in frame.columns:
+        kinds = props.get(col, {}).get("type", ())
+        s = frame[col]
+        if "integer" in kinds and pd.api.types.is_float_dtype(s):
+            finite = s.dropna()
+            if (finite == finite.round()).all():
+                out[col] = s.astype("Int64")
+    geometry = frame.geometry.name if isinstance(frame, gpd.GeoDataFrame) else None
+    for col, limit in text_limits(export, [c for c in frame.columns if c != geometry]).items():
+        s = frame[col]
+        if not _text_cells(s):
+            continue
+        try:
+            long = s.str.len().fillna(0).to_numpy() > limit
+        except AttributeError:
+            continue
+        if long.any():
+            out[col] = s.where(~long, s[long].str.slice(0, limit - 1) + ELLIPSIS)
+            rows = (frame["row_number"][long] if "row_number" in frame
+                    else frame.index[long]).tolist()
+            LOGGER.warning("%s: %d value(s) of column %s longer than %d characters cut to it "
+                           "(rows %s)", path.name, int(long.sum()), col, limit,
+                           ", ".join(map(str, rows[:10])) + (" …" if len(rows) > 10 else ""))
+    return out
+
+
+def csv_header(table: pd.DataFrame) -> list[str]:
+    """The column names :func:`write_table` writes in a CSV of ``table``."""
+    frame = pd.DataFrame(columns=[c for c in table.columns if c != "geometry"])
+    return [str(c) for c in neutralise_formulas(frame).columns]
+
+
+def write_schemas(out: Path, export: str, table: pd.DataFrame, formats: Sequence[str], *,
+                  include_pii: bool = False) -> dict[str, Path]:
+    """Write the export's published JSON Schema (``<export>.schema.json``) and, when a CSV is
+    among ``formats``, the Table Schema of that CSV (``<export>.tableschema.json``) into ``out``.
+
+    ``include_pii``: the table was written unmasked; the schemas say so (no masking patterns).
+
+    Examples
+    --------
+    >>> write_schemas(Path("out"), "claims", claims, (".csv", ".geojson"))  # doctest: +SKIP
+    {'claims.schema.json': ..., 'claims.tableschema.json': ...}
+    """
+    header = csv_header(table) if ".csv" in formats else None
+    return _schema_files(Path(out), export, header, include_pii)
+
+
+def write_csv_schemas(csv_path: str | Path, export: str, *, include_pii: bool = False
+                      ) -> dict[str, Path]:
+    """The schemas of a CSV export already written (e.g. ``parcels_report.csv``), beside it:
+    the JSON Schema and the Table Schema of the file's header.
+
+    Examples
+    --------
+    >>> write_csv_schemas("out/parcels_report.csv", "parcels_report")  # doctest: +SKIP
+    {'parcels_report.schema.json': ..., 'parcels_report.tableschema.json': ...}
+    """
+    import csv
+
+    csv_path = Path(csv_path)
+    with open(csv_path, encoding="utf-8-sig", newline="") as f:
+        header = next(csv.reader(f), [])
+    return _schema_files(csv_path.parent, export, header, include_pii)
+
+
+def _schema_files(out: Path, export: str, header: list[str] | None, include_pii: bool
+                  ) -> dict[str, Path]:
+    name = f"{export}.schema.json"
+    files = {name: write_json(json_schema(export, include_pii=include_pii), out / name)}
+    if header is not None:
+        name = f"{export}.tableschema.json"
+        files[name] = write_json(table_schema(export, header, include_pii=include_pii),
+                                 out / name)
+    return files
+
+
 def _plain_columns(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Dates and mixed objects → ISO strings, which every GIS format stores."""
     out = gdf.copy()
@@ -67,7 +298,9 @@ def _plain_columns(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         if col == out.geometry.name:
             continue
         s = out[col]
-        if s.dtype == object or str(s.dtype).startswith("datetime"):
+        if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "boolean":
+            out[col] = s.astype("boolean")  # True / False / missing, not the text "True"
+        elif s.dtype == object or str(s.dtype).startswith("datetime"):
             out[col] = s.map(lambda v: None if v is None or (isinstance(v, float) and v != v)
                              else v.isoformat() if hasattr(v, "isoformat") else str(v)
                              ).astype(object)
@@ -105,15 +338,36 @@ def versions() -> dict:
 
 
 def write_manifest(out: Path, *, job: str, inputs: dict, parameters: dict, imagery: dict,
-                   outputs: dict, started: dt.datetime) -> Path:
-    """``run.json``: inputs with hashes, parameters, imagery dates, outputs with hashes, versions."""
-    def described(files: dict) -> dict:
-        return {k: {"path": str(p), "sha256": file_sha256(p)} if Path(p).is_file()
-                else {"path": str(p)} for k, p in files.items()}
+                   outputs: dict, started: dt.datetime, relative_to: str | Path | None = None,
+                   **more) -> Path:
+    """``run.json`` in ``out``: inputs with hashes, parameters, imagery dates, outputs with
+    hashes, versions (and any ``more`` sections).
+
+    Paths are relative: outputs to ``out``, inputs to ``relative_to`` (the published ``--out``
+    when ``out`` is the staging folder it is assembled in; default ``out``) where they can be,
+    so a run folder does not carry the user's home folder; the hashes identify the files."""
+    base = Path(relative_to if relative_to is not None else out)
+    imagery = {k: relative_path(v, base) if k in ("path", "series") and v
+               and imagery.get("kind", "local") == "local" else v for k, v in imagery.items()}
+
+    def described(files: dict, root: Path) -> dict:
+        return {k: {"path": relative_path(p, root), "sha256": file_sha256(p)}
+                if Path(p).is_file() else {"path": relative_path(p, root)}
+                for k, p in files.items()}
 
     manifest = {"job": job, "schema_version": SCHEMA_VERSION,
                 "started": started.isoformat(timespec="seconds"),
                 "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "inputs": described(inputs), "parameters": parameters, "imagery": imagery,
-                "outputs": described(outputs), "versions": versions()}
-    return write_json(manifest, out / "run.json")
+                "inputs": described(inputs, base), "parameters": parameters, "imagery": imagery,
+                "outputs": described(outputs, Path(out)), **more, "versions": versions()}
+    return write_json(manifest, Path(out) / "run.json")
+
+
+def relative_path(path: str | Path, base: str | Path) -> str:
+    """``path`` relative to the folder ``base`` (POSIX separators), or as given when it cannot
+    be (another drive); a name that is not a file path (``sample:…``) is kept."""
+    p = Path(path)
+    try:
+        return Path(os.path.relpath(p.resolve(), Path(base).resolve())).as_posix()
+    except (ValueError, OSError):
+        return str(path)

@@ -36,7 +36,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
                                "每亩保险金额", "保险金额(元/亩)", "保险金额/亩", "亩保额",
                                "保额(元/亩)", "单位保额"),
     #: The parcel's total sum insured (元); per-mu figure derived from it when not given.
-    "sum_insured_cny": ("sum_insured_cny", "保险金额", "保险金额(元)", "保额", "总保额"),
+    "sum_insured_cny": ("sum_insured_cny", "保险金额", "保险金额(元)", "保额", "保额(元)", "总保额"),
 }
 
 #: Geometry columns of tables (CSV / XLSX), recognised the same way.
@@ -49,6 +49,21 @@ GEOMETRY_ALIASES: dict[str, tuple[str, ...]] = {
     "vertex_order": ("vertex_order", "vertex", "order", "seq", "point_no", "序号", "点号", "顶点号",
                      "顶点序号", "点序", "界址点号", "拐点号"),
 }
+
+#: Per-parcel policy terms read by the claims (long names a DBF truncates too).
+POLICY_COLUMNS = ("payout_threshold", "total_loss_at", "deductible", "use_stage_caps")
+
+#: A DBF (the attribute file of a Shapefile) stores at most 10 bytes per column name: GDAL and
+#: ArcGIS cut longer names (``declared_area_mu`` → ``declared_a``), Chinese ones mid-character.
+DBF_NAME_BYTES = 10
+#: Encodings a DBF's names may be cut in (UTF-8: 3 bytes per Chinese character, GBK: 2).
+_DBF_ENCODINGS = ("utf-8", "gb18030")
+
+#: Headers naming the village (行政村) or the township (乡镇) of a parcel, for the posting list.
+VILLAGE_ALIASES = ("village", "village_name", "行政村", "村", "村名", "村庄", "所在村", "村委会",
+                   "村居", "社区")
+TOWNSHIP_ALIASES = ("township", "town", "乡镇", "乡镇名称", "乡镇(街道)", "乡(镇)", "镇", "乡",
+                    "街道", "所在乡镇")
 
 #: Crop codes of the built-in calendar (DESIGN.md).
 CROP_CODES = ("winter_wheat", "summer_maize", "spring_maize", "rice_single", "rice_early",
@@ -97,9 +112,62 @@ def parse_column_spec(spec: str | dict | None) -> dict[str, str]:
     return out
 
 
-def find_columns(headers, aliases: dict[str, tuple[str, ...]], user: dict[str, str] | None = None
-                 ) -> dict[str, str]:
-    """Map source headers to our names: the user's mapping first, then the first alias found.
+def dbf_truncations(aliases: dict[str, tuple[str, ...]] = ALIASES) -> dict[str, str]:
+    """``{normalised truncated header: our name}`` for every recognised header longer than a
+    DBF column name may be (:data:`DBF_NAME_BYTES`), cut as a DBF cuts it in UTF-8 or GBK
+    (a character split by the cut is dropped). Where two names cut alike, the first in
+    priority order wins — the contract's unit: ``declared_a`` is ``declared_area_mu``, not
+    ``declared_area_ha``; ``sum_insure`` is the sum insured per mu, not the parcel's total
+    (:func:`dbf_alternatives` says which other names a cut could be).
+
+    Examples
+    --------
+    >>> t = dbf_truncations()
+    >>> t["declared_a"], t["sum_insure"], t["面积(亩"], t["投保面积("]
+    ('declared_area_mu', 'sum_insured_cny_per_mu', 'declared_area_mu', 'declared_area_mu')
+    """
+    return {cut: names[0] for cut, names in _dbf_cuts(aliases).items()}
+
+
+def dbf_alternatives(header: str) -> list[str]:
+    """Our other names a DBF-truncated ``header`` could have been cut from.
+
+    Examples
+    --------
+    >>> dbf_alternatives("declared_a"), dbf_alternatives("household_")
+    (['declared_area_ha'], [])
+    """
+    return _dbf_cuts(ALIASES).get(normalise_header(header), [])[1:]
+
+
+def _dbf_cuts(aliases: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    names = [(ours, a) for ours, group in aliases.items() for a in (ours, *group)]
+    names += [(c, c) for c in POLICY_COLUMNS]
+    for ours, alias in names:
+        for enc in _DBF_ENCODINGS:
+            raw = alias.encode(enc)
+            if len(raw) <= DBF_NAME_BYTES:
+                continue
+            cut = normalise_header(raw[:DBF_NAME_BYTES].decode(enc, errors="ignore"))
+            if ours not in out.setdefault(cut, []):
+                out[cut].append(ours)
+    # a cut that is itself a full recognised name is that name, not a truncation
+    for _, alias in names:
+        out.pop(normalise_header(alias), None)
+    # A cut shared by different columns is guessed only between area units (a hectare figure
+    # read as mu is off 15x, which AREA_MISMATCH shows) and for our own ``sum_insure``; not
+    # between a per-mu and a total sum insured in Chinese (no check would catch it) nor across
+    # kinds (承包方编码 / 承包方名称: a name read as an id would escape the PII masking).
+    return {cut: names for cut, names in out.items()
+            if len(names) == 1 or cut == "sum_insure"
+            or set(names) == {"declared_area_mu", "declared_area_ha"}}
+
+
+def find_columns(headers, aliases: dict[str, tuple[str, ...]], user: dict[str, str] | None = None,
+                 *, truncated: dict[str, str] | None = None) -> dict[str, str]:
+    """Map source headers to our names: the user's mapping first, then the first alias found,
+    then (``truncated``, from :func:`dbf_truncations`) a DBF's cut form of an alias.
 
     Returns ``{source_header: our_name}``; a name already present as a header is not remapped.
 
@@ -107,6 +175,8 @@ def find_columns(headers, aliases: dict[str, tuple[str, ...]], user: dict[str, s
     --------
     >>> find_columns(["地块编号", "作物", "面积（亩）"], ALIASES)
     {'地块编号': 'parcel_id', '作物': 'crop', '面积（亩）': 'declared_area_mu'}
+    >>> find_columns(["parcel_id", "declared_a"], ALIASES, truncated=dbf_truncations())
+    {'declared_a': 'declared_area_mu'}
     """
     headers = [str(h) for h in headers]
     user = dict(user or {})
@@ -132,11 +202,20 @@ def find_columns(headers, aliases: dict[str, tuple[str, ...]], user: dict[str, s
                 mapping[src] = ours
                 taken.add(ours)
                 break
+    for h in headers if truncated else ():
+        ours = truncated.get(normalise_header(h))
+        if ours is not None and ours not in taken and h not in mapping and h not in aliases:
+            mapping[h] = ours
+            taken.add(ours)
     return mapping
 
 
-def apply_columns(df: pd.DataFrame, user: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict]:
+def apply_columns(df: pd.DataFrame, user: dict[str, str] | None = None, *,
+                  dbf: bool = False) -> tuple[pd.DataFrame, dict]:
     """Rename recognised headers, translate crop names and hectares; nothing is dropped.
+
+    ``dbf``: the table comes from a DBF, so headers cut at 10 bytes are recognised too
+    (:func:`dbf_truncations`; :func:`truncated_in` tells which were).
 
     * ``crop``: Chinese names → codes (the user's text kept in ``crop_input`` when changed);
       unknown values are kept as given (validation flags them).
@@ -151,7 +230,8 @@ def apply_columns(df: pd.DataFrame, user: dict[str, str] | None = None) -> tuple
     >>> df.loc[0, "parcel_id"], df.loc[0, "crop"], float(df.loc[0, "declared_area_mu"])
     ('A', 'winter_wheat', 30.0)
     """
-    mapping = find_columns(df.columns, ALIASES, user)
+    mapping = find_columns(df.columns, {**ALIASES, **{c: () for c in POLICY_COLUMNS}}, user,
+                           truncated=dbf_truncations() if dbf else None)
     # a user mapping onto a name that already exists would silently hide that column
     clash = [dst for src, dst in mapping.items() if dst in df.columns and dst != src]
     if clash:
@@ -175,6 +255,21 @@ def apply_columns(df: pd.DataFrame, user: dict[str, str] | None = None) -> tuple
     elif "sum_insured_cny" in out.columns and "declared_area_mu" in out.columns:
         out["sum_insured_cny_per_mu"] = to_number(out["sum_insured_cny"]) / out["declared_area_mu"]
     return out, mapping
+
+
+def truncated_in(mapping: dict[str, str], user: dict[str, str] | None = None) -> dict[str, str]:
+    """The entries of a column mapping that recognised a DBF-truncated header (not a full alias
+    nor the user's own mapping).
+
+    Examples
+    --------
+    >>> truncated_in({"地块编号": "parcel_id", "declared_a": "declared_area_mu"})
+    {'declared_a': 'declared_area_mu'}
+    """
+    cuts = dbf_truncations()
+    full = {normalise_header(a) for ours, group in ALIASES.items() for a in (ours, *group)}
+    return {src: ours for src, ours in mapping.items() if src not in (user or {})
+            and normalise_header(src) in cuts and normalise_header(src) not in full}
 
 
 def to_number(values: pd.Series) -> pd.Series:

@@ -33,8 +33,16 @@ import shapely
 
 from ..crs import check_coordinates, parse_crs, require_crs, to_wgs84_from
 from ..errors import InputError
-from .columns import GEOMETRY_ALIASES, apply_columns, find_columns, parse_column_spec, to_number
+from .columns import (
+    GEOMETRY_ALIASES,
+    apply_columns,
+    find_columns,
+    parse_column_spec,
+    to_number,
+    truncated_in,
+)
 
+#: Needed by the jobs (underwrite, assess); ``parcels check`` checks files without them.
 REQUIRED_COLUMNS = ("parcel_id", "crop", "declared_area_mu")
 #: Needed to turn a loss into an indemnity.
 CLAIM_COLUMNS = ("policy_id", "sum_insured_cny_per_mu")
@@ -47,8 +55,8 @@ Notes = dict[int, list[tuple[str, dict]]]
 
 
 def read_parcels(path: str | Path, *, crs: object = None, layer: str | None = None,
-                 columns: dict | str | None = None, encoding: str | None = None
-                 ) -> gpd.GeoDataFrame:
+                 columns: dict | str | None = None, encoding: str | None = None,
+                 require: tuple[str, ...] = REQUIRED_COLUMNS) -> gpd.GeoDataFrame:
     """Read a parcel file and map its columns to the parcels contract.
 
     Parameters
@@ -62,12 +70,19 @@ def read_parcels(path: str | Path, *, crs: object = None, layer: str | None = No
     columns : ``{source header: our column}`` overriding the built-in header recognition
         (:mod:`agri_3s.parcels.columns`), or ``"地块号=parcel_id,亩数=declared_area_mu"``.
     encoding : text encoding of a Shapefile DBF or CSV (default: detected).
+    require : columns of :data:`REQUIRED_COLUMNS` without which the file is refused
+        (:class:`InputError` naming them and the fix). The others, when the file lacks them
+        (a field app's KML, a surveyed vertex table), are added empty and listed in
+        ``attrs["absent_columns"]``, so the geometry can still be checked
+        (``require=()`` in ``agri3s parcels check``).
 
     Returns
     -------
     GeoDataFrame with ``row_number`` first, the user's columns (recognised ones renamed) and a
     CRS. ``attrs`` holds ``source``, ``source_crs``, ``datum_shift``, ``column_mapping``,
-    ``encoding`` and ``read_notes``.
+    ``truncated_columns`` (DBF headers cut at 10 bytes that were recognised, e.g.
+    ``{"declared_a": "declared_area_mu"}``), ``absent_columns``, ``encoding`` and
+    ``read_notes``.
 
     Examples
     --------
@@ -81,6 +96,7 @@ def read_parcels(path: str | Path, *, crs: object = None, layer: str | None = No
     suffix = path.suffix.lower()
     notes: Notes = {}
     used_encoding = None
+    dbf = suffix in (".shp", ".dbf", ".shz", ".zip") or (path.is_dir() and any(path.glob("*.shp")))
     try:
         if suffix in TABLE_SUFFIXES:
             gdf, notes, used_encoding = _read_table(path, layer, encoding, spec)
@@ -94,7 +110,13 @@ def read_parcels(path: str | Path, *, crs: object = None, layer: str | None = No
                 used_encoding = encoding or _shapefile_encoding(path)
             else:
                 used_encoding = encoding
-            gdf, notes = _read_vector(str(path), layer, used_encoding)
+            try:
+                gdf, notes = _read_vector(str(path), layer, used_encoding)
+            except UnicodeDecodeError:
+                if not dbf:
+                    raise
+                with _dbf_names_mended(path) as mended:  # a UTF-8 name cut mid-character
+                    gdf, notes = _read_vector(str(mended), layer, used_encoding)
     except InputError:
         raise
     except Exception as exc:  # GDAL / pyogrio / pyarrow / openpyxl raise many types
@@ -114,17 +136,22 @@ def read_parcels(path: str | Path, *, crs: object = None, layer: str | None = No
             gdf = gdf.set_crs(spec.crs, allow_override=True)
     require_crs(gdf, path)
     check_coordinates(gdf, path)
-    frame, mapping = apply_columns(pd.DataFrame(gdf.drop(columns=gdf.geometry.name)),
-                                   parse_column_spec(columns))
+    user = parse_column_spec(columns)
+    frame, mapping = apply_columns(pd.DataFrame(gdf.drop(columns=gdf.geometry.name)), user,
+                                   dbf=dbf)
     gdf = gpd.GeoDataFrame(frame, geometry=gdf.geometry.to_numpy(), crs=gdf.crs)
-    _check_required(gdf, path, mapping)
+    _check_required(gdf, path, mapping, require)
+    absent = [c for c in REQUIRED_COLUMNS if c not in gdf.columns]
+    for col in absent:  # geometry-only file: validation flags each row
+        gdf[col] = np.full(len(gdf), None, dtype=object)
     ids = gdf["parcel_id"].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v))
                                else _id_text(v))
     gdf["parcel_id"] = ids
     gdf.attrs.update(source=str(path), source_crs=spec.label if spec else
                      (source_crs.to_string() if source_crs is not None else None),
                      datum_shift=spec.datum_shift if spec else None, column_mapping=mapping,
-                     encoding=used_encoding, read_notes=notes)
+                     truncated_columns=truncated_in(mapping, user) if dbf else {},
+                     absent_columns=absent, encoding=used_encoding, read_notes=notes)
     return gdf
 
 
@@ -135,15 +162,18 @@ def _id_text(v) -> str:
     return str(v).strip()
 
 
-def _check_required(gdf: gpd.GeoDataFrame, path: Path, mapping: dict) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in gdf.columns]
+def _check_required(gdf: gpd.GeoDataFrame, path: Path, mapping: dict,
+                    require: tuple[str, ...]) -> None:
+    missing = [c for c in require if c not in gdf.columns]
     if missing:
         found = [c for c in gdf.columns if c not in ("geometry", "row_number")]
         raise InputError(
-            f"column(s) {', '.join(missing)} missing (found: {', '.join(map(str, found))}; "
-            f"recognised: {mapping or 'none'}).", source=path,
-            fix=f"name the columns {', '.join(REQUIRED_COLUMNS)} (or a Chinese header such as "
-                f"地块编号 / 作物 / 面积(亩)), or map yours with --columns 表头=parcel_id,…")
+            f"column(s) {', '.join(missing)} missing, needed to underwrite or assess these "
+            f"parcels (found: {', '.join(map(str, found)) or 'no attribute'}; recognised: "
+            f"{mapping or 'none'}).", source=path,
+            fix=f"add or name the columns {', '.join(missing)} (or a Chinese header such as "
+                f"地块编号 / 作物 / 面积(亩)), or map yours with --columns 表头=parcel_id,…; "
+                f"`agri3s parcels check` checks the geometry of a file without them")
 
 
 # --- GIS files --------------------------------------------------------------------------------
@@ -169,6 +199,8 @@ def _read_vector(path: str, layer, encoding: str | None, first_row: int = 1
     kw = {"encoding": encoding} if encoding else {}
     with warnings.catch_warnings():  # GDAL warns of unclosed rings; we note them per row
         warnings.filterwarnings("ignore", message="Non closed ring", category=RuntimeWarning)
+        # GeoJSON properties of mixed types: pyogrio keeps them as text, which is what we want
+        warnings.filterwarnings("ignore", message="Could not parse column", category=UserWarning)
         attrs = pyogrio.read_dataframe(path, layer=layer, read_geometry=False, **kw)
         meta, _, wkb, _ = raw_read(path, layer=layer, columns=[], **kw)
     geoms, notes = _geoms_from_wkb(wkb, first_row)
@@ -229,6 +261,41 @@ def _shapefile_encoding(path: Path) -> str | None:
     except UnicodeDecodeError:
         return None
     return "GB18030" if re.search(r"[\u4e00-\u9fff]", text) else None
+
+
+@contextlib.contextmanager
+def _dbf_names_mended(path: Path):
+    """A Shapefile whose DBF column names were cut mid-character (UTF-8 ``面积(亩)`` is 11
+    bytes; the DBF keeps 10), which GDAL hands over undecodable: yields a copy in a temporary
+    folder with each name's broken tail dropped (``面积(亩``), the other files linked."""
+    import shutil
+    import tempfile
+
+    shp = path if path.suffix.lower() == ".shp" else next(path.glob("*.shp"), None)
+    dbf = next((p for p in (shp.with_suffix(".dbf"), shp.with_suffix(".DBF")) if p.exists()),
+               None) if shp is not None else None
+    if dbf is None:
+        raise InputError("the Shapefile's attribute names cannot be decoded.", source=path,
+                         fix="re-export it, or give --encoding")
+    with tempfile.TemporaryDirectory(prefix="agri3s-dbf-") as tmp:
+        for f in shp.parent.glob(shp.stem + ".*"):
+            if f != dbf:
+                (Path(tmp) / f.name).symlink_to(f.resolve())
+        fixed = Path(tmp) / dbf.name
+        shutil.copyfile(dbf, fixed)
+        with open(fixed, "r+b") as f:
+            head = bytearray(f.read(32))
+            header_len = int.from_bytes(head[8:10], "little")
+            fields = bytearray(f.read(max(header_len - 32, 0)))
+            for at in range(0, len(fields) - 31, 32):
+                if fields[at] == 0x0D:  # end of the field descriptors
+                    break
+                raw = bytes(fields[at:at + 11]).split(b"\0")[0]
+                name = raw.decode("utf-8", errors="ignore").encode("utf-8")
+                fields[at:at + 11] = name.ljust(11, b"\0")
+            f.seek(32)
+            f.write(fields)
+        yield Path(tmp) / shp.name
 
 
 def _read_kml(path: Path, layer) -> tuple[gpd.GeoDataFrame, Notes]:
@@ -302,7 +369,8 @@ def _read_table(path: Path, sheet, encoding: str | None, spec
         df = pd.read_csv(path, sep=sep, dtype=str, encoding=used, keep_default_na=False,
                          na_values=[""], skipinitialspace=True)
     df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
-    df = df.dropna(how="all")  # blank spreadsheet rows are layout, not parcels
+    # a cell of spaces or tabs is blank; blank spreadsheet rows are layout, not parcels
+    df = df.mask(df.apply(lambda col: col.str.strip() == "")).dropna(how="all")
     # spreadsheet row: header is row 1, so data row i (0-based) is row i + 2
     rows = (df.index.to_numpy() + 2).astype(int)
     if "row_number" in df.columns:

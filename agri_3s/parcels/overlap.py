@@ -278,6 +278,83 @@ def overlap_summary(parcels: gpd.GeoDataFrame, pairs: pd.DataFrame) -> pd.DataFr
     })
 
 
+def flag_overlaps(checked: gpd.GeoDataFrame, *, min_share: float = 0.05,
+                  min_area_m2: float = 10.0, near_duplicate_share: float = 0.9
+                  ) -> gpd.GeoDataFrame:
+    """Note on each usable parcel of a validated table the others of the same table it
+    overlaps: ``OVERLAP`` / ``DUPLICATE_PARCEL`` added to its reasons (its status unchanged)
+    and the column ``overlapping_parcels`` (``;``-separated ids, or ``row N`` for a parcel
+    without an id). The rule and thresholds are :func:`agri_3s.parcels.overlap.find_overlaps`'
+    (``agri3s parcels overlaps``): an overlap of at least ``min_area_m2`` and ``min_share`` of
+    one parcel; the same land (both shares ≥ ``near_duplicate_share``) always.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> gdf = gpd.GeoDataFrame({"parcel_id": ["A", "B"], "crop": ["soybean"] * 2,
+    ...                         "declared_area_mu": [15.0, 15.0]},
+    ...                        geometry=[shapely.box(0, 0, 100, 100)] * 2, crs=32650)
+    >>> from agri_3s.parcels.validate import validate_parcels
+    >>> flag_overlaps(validate_parcels(gdf))["overlapping_parcels"].tolist()
+    ['B', 'A']
+    """
+    out = checked.copy()
+    n = len(out)
+    out["overlapping_parcels"] = np.full(n, "", dtype=object)
+    geoms = out.geometry.to_numpy()
+    usable = (out["validity"] != "rejected").to_numpy() & ~shapely.is_missing(geoms)
+    if usable.sum() < 2:
+        return out
+    pos = np.flatnonzero(usable)
+    metric = out.geometry.iloc[pos].to_crs(metric_crs(out.iloc[pos])).to_numpy()
+    bad = ~shapely.is_valid(metric)  # reprojection may spoil a valid, nearly degenerate ring
+    metric[bad] = shapely.make_valid(metric[bad])
+    frame = gpd.GeoDataFrame({"parcel_id": pos.astype(str)}, geometry=metric,
+                             crs=metric_crs(out.iloc[pos]))
+    pairs = find_overlaps(frame, min_share=min_share, min_area_m2=min_area_m2,
+                          near_duplicate_share=near_duplicate_share)
+    if pairs.empty:
+        return out
+    a = pairs["parcel_id_a"].astype(int).to_numpy()
+    b = pairs["parcel_id_b"].astype(int).to_numpy()
+    # each pair noted on both of its parcels
+    me = np.concatenate([a, b])
+    other = np.concatenate([b, a])
+    share = np.concatenate([pairs["share_a"].to_numpy(), pairs["share_b"].to_numpy()])
+    area_mu = np.tile(pairs["overlap_mu"].to_numpy(), 2)
+    kind = np.tile(pairs["kind"].to_numpy(dtype=object), 2)
+    order = np.lexsort((other, me))
+    # how a parcel is named to the user: its id, or its row when it has none
+    label = out["parcel_id"].astype(str).str.strip().to_numpy(dtype=object)
+    no_id = _blank_ids(out["parcel_id"]) & np.isin(np.arange(n), other)
+    label[no_id] = "row " + out["row_number"].to_numpy()[no_id].astype(str).astype(object)
+    texts = {"validity_reasons": [], "validity_reasons_zh": [], "validity_reasons_en": []}
+    for k in order:
+        code = "OVERLAP" if kind[k] == "overlap" else "DUPLICATE_PARCEL"
+        r = reason(code, other=label[other[k]], source="batch", area_mu=area_mu[k],
+                   share=share[k])
+        for col, text in zip(texts, r):
+            texts[col].append(text)
+    notes = pd.DataFrame({"me": me[order], "other": label[other[order]], **texts})
+    seps = {"other": ";", "validity_reasons": ";", "validity_reasons_zh": "；",
+            "validity_reasons_en": "; "}
+    joined = notes.groupby("me", sort=False).agg({c: sep.join for c, sep in seps.items()})
+    at = joined.index.to_numpy()
+    out.iloc[at, out.columns.get_loc("overlapping_parcels")] = joined["other"].to_numpy()
+    for col, sep in seps.items():
+        if col == "other":
+            continue
+        before = out[col].iloc[at].to_numpy(dtype=object)
+        added = joined[col].to_numpy(dtype=object)
+        out.iloc[at, out.columns.get_loc(col)] = [f"{x}{sep}{y}" if x else y
+                                                  for x, y in zip(before, added)]
+    return out
+
+
+def _blank_ids(ids: pd.Series) -> np.ndarray:
+    return (ids.isna() | ids.astype(str).str.strip().isin(["", "nan", "None"])).to_numpy()
+
+
 # --------------------------------------------------------------------------------------------
 # the register of accepted parcels
 

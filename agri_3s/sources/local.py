@@ -34,7 +34,7 @@ from rasterio.windows import Window, from_bounds
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from ..errors import ImageryError, InputError
+from ..errors import ImageryInputError, InputError
 from .base import (
     BAND_NAMES,
     DEFAULT_BANDS,
@@ -83,9 +83,10 @@ def scan_archive(root: Path) -> list[Acquisition]:
                  if f.suffix.lower() in (".tif", ".tiff") and f.stem.upper() in BAND_NAMES}
         missing = [b for b in REQUIRED_BANDS if b not in files]
         if missing:
-            raise ImageryError(f"{folder}: band file(s) {', '.join(missing)} missing "
-                               f"(found {', '.join(sorted(files)) or 'none'}). Each acquisition "
-                               f"folder needs {', '.join(REQUIRED_BANDS)} as <BAND>.tif.")
+            raise ImageryInputError(
+                f"band file(s) {', '.join(missing)} missing (found "
+                f"{', '.join(sorted(files)) or 'none'}).", source=folder,
+                fix=f"each acquisition folder needs {', '.join(REQUIRED_BANDS)} as <BAND>.tif")
         offset = default_boa_offset(time.astype(dt.datetime).date())
         meta = folder / "metadata.json"
         if meta.exists():
@@ -100,9 +101,12 @@ def scan_archive(root: Path) -> list[Acquisition]:
         acqs.append(Acquisition(product.time, product.files, product.boa_add_offset,
                                 product.path))
     acqs.sort(key=lambda a: a.time)
-    if not acqs:
-        raise ImageryError(f"{root}: no acquisition folders named by date (e.g. 2025-05-12) "
-                           "and no Sentinel-2 L2A SAFE product (*.SAFE, *.SAFE.zip).")
+    if not acqs:  # an empty or wrong folder is the user's input, not a failed run (exit 2)
+        raise ImageryInputError(
+            "no acquisition folder named by date and no Sentinel-2 L2A SAFE product in the "
+            "imagery folder.", source=root,
+            fix="point --imagery local:PATH at a folder holding per-date sub-folders "
+                "(PATH/2025-05-12/B04.tif …) or *.SAFE / *.SAFE.zip products")
     return acqs
 
 
@@ -123,10 +127,11 @@ def grid_for(reference: Path, bounds: tuple[float, float, float, float], crs: ob
             win = win.intersection(full)
         except rasterio.errors.WindowError:
             win = None
-        if win is None or win.width <= 0 or win.height <= 0:
-            raise ImageryError(f"{reference}: the imagery does not cover the parcels "
-                               f"(parcel bounds in image CRS {left:.0f}, {bottom:.0f}, "
-                               f"{right:.0f}, {top:.0f}). Check the parcels' CRS and the folder.")
+        if win is None or win.width <= 0 or win.height <= 0:  # the user's folder or CRS
+            raise ImageryInputError(
+                f"the imagery does not cover the parcels (parcel bounds in image CRS "
+                f"{left:.0f}, {bottom:.0f}, {right:.0f}, {top:.0f}).", source=reference,
+                fix="check the parcels' CRS (--crs) and that the folder covers them")
         return GeoBox((int(win.height), int(win.width)), src.window_transform(win), img_crs)
 
 
@@ -333,10 +338,14 @@ class LocalSource:
 
     def load(self, bounds, crs, start: dt.date, end: dt.date, *,
              bands: Sequence[str] = DEFAULT_BANDS) -> xr.Dataset:
-        acqs = [a for a in scan_archive(self.path)
-                if start <= a.time.astype(dt.datetime).date() <= end]
-        if not acqs:
-            raise ImageryError(f"{self.path}: no acquisition between {start} and {end}.")
+        every = scan_archive(self.path)
+        acqs = [a for a in every if start <= a.time.astype(dt.datetime).date() <= end]
+        if not acqs:  # the season and the folder the user gave do not meet: bad input
+            first, last = (str(a.time.astype(dt.datetime).date()) for a in (every[0], every[-1]))
+            raise ImageryInputError(
+                f"no acquisition between {start} and {end} (the folder has {first} to {last}).",
+                source=self.path, fix="give a season (or event) the folder covers, or a folder "
+                                      "with imagery of those dates")
         geobox = grid_for(acqs[0].files["B04"], bounds, crs)
         lon = geobox.extent.centroid.to_crs(4326).coords[0][0]
         days: dict[dt.date, list[Acquisition]] = {}

@@ -80,3 +80,24 @@ def test_parcels_check_reports_every_row(tmp_path):
     assert main(["parcels", "check", str(f), "--out", str(tmp_path / "c")]) == 0
     report = pd.read_csv(tmp_path / "c" / "parcels_report.csv", encoding="utf-8-sig")
     assert len(report) == 2
+
+
+def test_job_file_screen_and_rules_tables_reach_the_run(tmp_path, capsys, sample):
+    """A job's [screen] was silently ignored (and a typo anywhere ran with the defaults): the
+    values given are the ones the run records in run.json; the rest keep their defaults."""
+    import dataclasses
+    import json
+
+    from agri_3s.timeseries.screening import ScreenRules
+
+    job = tmp_path / "job.toml"
+    job.write_text(f'job = "underwrite"\nparcels = "{sample.parcels_wheat}"\n'
+                   f'imagery = "local:{sample.imagery}"\nseason = "2024-10-01/2025-06-15"\n'
+                   f'out = "{tmp_path / "out"}"\n'
+                   "[rules]\nmin_clear_fraction = 0.5\nmin_observations = 4\n"
+                   "[screen]\ndip_ndvi = 0.2\n", encoding="utf-8")
+    assert main(["run", str(job)]) == 0, capsys.readouterr().err
+    parameters = json.loads((tmp_path / "out" / "run.json").read_text())["parameters"]
+    assert parameters["rules"]["min_observations"] == 4
+    defaults = dataclasses.asdict(ScreenRules())
+    assert parameters["screen"] == {**defaults, "min_clear_fraction": 0.5, "dip_ndvi": 0.2}

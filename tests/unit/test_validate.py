@@ -164,7 +164,44 @@ def test_parcel_reason_texts_never_contain_the_column_separators():
              "SELF_INTERSECTION", "REPAIR_FAILED", "SLIVER_PARTS_REMOVED", "SLIVER", "MULTIPART",
              "HOLES", "COORDS_SWAPPED", "COORDS_NOT_DEGREES", "CRS_CONVERTED", "AREA_TOO_SMALL",
              "AREA_TOO_LARGE", "AREA_MISMATCH", "MISSING_ID", "DUPLICATE_ID", "MISSING_ATTRIBUTE",
-             "DECLARED_AREA_INVALID", "CROP_UNRECOGNISED", "ATTRIBUTES_VARY"]
+             "DECLARED_AREA_INVALID", "CROP_UNRECOGNISED", "ATTRIBUTES_VARY",
+             "COLUMN_NAME_TRUNCATED", "ATTRIBUTE_ABSENT", "FIELD_TOO_LONG"]
     for code in codes:
         zh, en = REASONS[code]
         assert "；" not in zh and "; " not in en, code
+
+
+def test_absent_columns_refuse_the_jobs_and_are_flagged_for_the_check():
+    from agri_3s.errors import InputError
+
+    gdf = gpd.GeoDataFrame({"parcel_id": ["a", "b"]}, geometry=[sq(100), sq(1, dy=300)],
+                           crs=32650)
+    with pytest.raises(InputError, match="crop, declared_area_mu missing") as e:
+        validate_parcels(gdf)                               # a job needs them
+    assert "--columns" in str(e.value)
+    out = validate_parcels(gdf, required=())                # the check goes as far as it can
+    assert out["validity"].tolist() == ["ok", "rejected"]   # b is 1 m²: too small
+    assert out["validity_reasons"].tolist() == ["ATTRIBUTE_ABSENT", "ATTRIBUTE_ABSENT;AREA_TOO_SMALL"]
+    assert out["area_mu"].iloc[0] == pytest.approx(ground_mu(100 * 100))
+    assert out["missing_attributes"].tolist() == ["crop;declared_area_mu"] * 2
+    assert out["area_ratio"].isna().all()
+
+
+def test_missing_attributes_lists_blank_cells():
+    gdf = gpd.GeoDataFrame({"parcel_id": ["a", "", "c"], "crop": ["soybean", "soybean", None],
+                            "declared_area_mu": [15.0, np.nan, 15.0]},
+                           geometry=[sq(100), sq(100, dy=200), sq(100, dy=400)], crs=32650)
+    out = validate_parcels(gdf)
+    assert out["missing_attributes"].tolist() == ["", "parcel_id;declared_area_mu", "crop"]
+    assert out["validity"].tolist() == ["ok", "rejected", "rejected"]
+
+
+def test_long_text_cells_reject_the_row():
+    gdf = gpd.GeoDataFrame({"parcel_id": ["a", "b"], "crop": ["soybean", "s" * 201],
+                            "declared_area_mu": [15.0, 15.0], "note": ["n" * 200, None]},
+                           geometry=[sq(100), sq(100, dy=200)], crs=32650)
+    out = validate_parcels(gdf)
+    assert out["validity"].tolist() == ["ok", "rejected"]
+    assert out["validity_reasons"].iloc[1].split(";")[0] == "FIELD_TOO_LONG"
+    assert "crop 长 201 个字符，超过上限 200" in out["validity_reasons_zh"].iloc[1]
+    assert validate_parcels(gdf, max_text_chars=300)["validity"].tolist() == ["ok", "ok"]

@@ -1,0 +1,631 @@
+"""Spatial partitions as the unit of work of a job: parcel series per partition, checkpointed.
+
+A job's parcels are split by cells of the imagery grid: square blocks of ``partition_px``
+pixels whose edges lie on multiples of ``partition_px`` in the imagery files' own pixel grid
+(2048 px = 20.48 km at 10 m: 36 cells on a Sentinel-2 tile; a multiple of the usual 256 / 512 /
+1024 px tiles, so no file tile belongs to two cells). A partition computes the parcel series of
+its cell. A parcel wholly inside is finished there; a parcel crossing the cell's edge (a *seam*
+parcel: ~1 % of them at 2048 px) leaves one series row per pixel it has in the cell, and the
+seam rows of all partitions are combined at the end — sums add up, quantiles are taken over the
+pooled pixels — so every tile is decoded once and the series equals the one-pass engine's
+(:func:`~agri_3s.timeseries.zonal.parcel_series`) up to the order in which sums are added.
+
+Each partition's result is checkpointed as a NetCDF part (written under a temporary name and
+renamed) with a JSON sidecar holding its key and SHA-256 (a part damaged by a power cut fails
+its hash and is recomputed). The key hashes what the part
+depends on: the imagery (every band file's name, size and modification time, or the source's
+description), the grid, the engine's parameters, the code version (agri_3s, the series code's
+sources and the libraries that decide the numbers) and the partition's parcels (positions, ids,
+geometry). A rerun reuses every part whose key and hash match, recomputes the others and says
+why. Partitions run one after another on this machine (each on the engine's threads), or as
+one task each on a ``dask.distributed`` cluster, whose results are checkpointed here as they
+arrive (a task lost with a killed worker is rerun by the scheduler; each part is written once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import shapely
+import xarray as xr
+from odc.geo.geobox import GeoBox
+from scipy import sparse
+
+from .errors import InputError, require
+from .outputs.export import atomic_path, file_sha256, versions
+from .sources.base import ImagerySource, attach_reader, window_reader
+from .timeseries.zonal import (
+    QUANTILE_STATS,
+    STATS,
+    PixelWeights,
+    parcel_series,
+    pixel_weights,
+    weighted_quantiles,
+)
+
+#: Cells of 2048 px: 36 partitions of ~28,000 parcels on a Sentinel-2 tile holding 10⁶.
+DEFAULT_PARTITION_PX = 2048
+#: Codes of the per-parcel ``pixel_rule`` in the parts (NetCDF 3 has no string arrays).
+RULES = ("whole_pixels", "buffered", "unbuffered", "none")
+#: Sources of the code that computes a series: a change here invalidates the checkpoints.
+SERIES_CODE = ("partitions.py", "timeseries/zonal.py", "timeseries/masking.py",
+               "timeseries/indices.py", "sources/base.py", "sources/local.py", "sources/safe.py",
+               "sources/stac.py", "sources/sentinelhub.py", "sources/cache.py", "crs.py")
+#: Statistics that are NaN where fewer than ``min_clear_weight`` pixel-equivalents are clear.
+_MASKED = tuple(k for k in STATS if k not in ("clear_fraction", "n_pixels"))
+#: ``progress(step, done, total)``, as the jobs take it.
+Progress = Callable[[str, int, int], None]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SeriesParams:
+    """The engine's settings for a job's series (the defaults of ``pixel_weights`` and
+    ``parcel_series``); part of every checkpoint's key."""
+
+    inward_buffer_m: float = 5.0
+    rule: str = "full_first"
+    min_full_pixels: int = 4
+    vegetated_ndvi: float = 0.4
+    dilation_px: int = 2
+    min_clear_weight: float = 0.5
+    stats: tuple[str, ...] = STATS
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One cell of the batch grid and the parcels whose pixels may lie in it."""
+
+    #: Row-major number of the cell among all cells of the grid.
+    number: int
+    #: The cell on the batch grid: (first, end) rows and columns.
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    #: Positions (in the batch) of the parcels whose pixel box meets the cell.
+    parcels: np.ndarray
+    #: Parcels counted for this partition in progress reports (their box starts here).
+    n_counted: int
+    #: Hash of everything the partition's series depends on.
+    key: str = ""
+
+
+# --- planning -----------------------------------------------------------------------------
+
+def cell_edges(cube: xr.Dataset, partition_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column edges of the partition cells on ``cube``'s grid.
+
+    A local archive's cells lie on multiples of ``partition_px`` in the files' own pixel grid
+    (so a batch's cells do not move when its extent does); a dask-backed cube's on its chunk
+    edges (the first edge at or after each multiple); any other cube's on multiples of
+    ``partition_px`` from its corner."""
+    if partition_px < 16:
+        raise InputError(f"partition size {partition_px} px is too small.",
+                         source="--partition-px", fix="use at least 16 (default 2048)")
+    h, w = cube.odc.geobox.shape
+    reader = window_reader(cube, _bands(cube))
+    offset = getattr(reader, "grid_offset", (0, 0))
+    chunks = cube["red"].chunks if "red" in cube else None
+    edges = []
+    for axis, (n, off) in enumerate(zip((h, w), offset)):
+        if reader is None and chunks is not None:
+            e = np.concatenate([[0], np.cumsum(chunks[axis + 1])])
+            cell = e // partition_px
+            keep = np.r_[True, cell[1:] != cell[:-1]]
+            keep[-1] = True
+            edges.append(e[keep])
+        else:
+            edges.append(np.unique(np.r_[0, np.arange((-off) % partition_px, n, partition_px),
+                                         n]))
+    return edges[0], edges[1]
+
+
+def plan_partitions(geoms: np.ndarray, geobox: GeoBox, y_edges: np.ndarray,
+                    x_edges: np.ndarray) -> list[Partition]:
+    """The partitions of parcels ``geoms`` (shapely, in the grid's CRS; None = not measured)
+    on the cells bounded by ``y_edges`` × ``x_edges``: a parcel belongs to every cell its pixel
+    box (plus one pixel) meets. Cells without parcels are left out."""
+    t = geobox.transform
+    h, w = geobox.shape
+    xmin, ymin, xmax, ymax = shapely.bounds(geoms).T
+    ok = np.isfinite(xmin)
+    with np.errstate(invalid="ignore"):
+        c0 = np.floor((xmin - t.c) / t.a) - 1
+        c1 = np.floor((xmax - t.c) / t.a) + 1
+        r0 = np.floor((ymax - t.f) / t.e) - 1
+        r1 = np.floor((ymin - t.f) / t.e) + 1
+    ok &= (c1 >= 0) & (c0 < w) & (r1 >= 0) & (r0 < h)
+    pos = np.flatnonzero(ok)
+    rc = [np.clip(a[ok], 0, n - 1).astype(np.int64)
+          for a, n in ((r0, h), (r1, h), (c0, w), (c1, w))]
+    iy0, iy1 = (np.searchsorted(y_edges, a, side="right") - 1 for a in rc[:2])
+    ix0, ix1 = (np.searchsorted(x_edges, a, side="right") - 1 for a in rc[2:])
+    n_cx = len(x_edges) - 1
+    ny, nx = iy1 - iy0 + 1, ix1 - ix0 + 1
+    count = ny * nx
+    parcel = np.repeat(pos, count)
+    k = np.arange(len(parcel)) - np.repeat(np.cumsum(count) - count, count)
+    first = k == 0  # the cell of the box's first pixel counts the parcel in progress
+    cell = (np.repeat(iy0, count) + k // np.repeat(nx, count)) * n_cx + (
+        np.repeat(ix0, count) + k % np.repeat(nx, count))
+    order = np.argsort(cell, kind="stable")
+    cell, parcel, first = cell[order], parcel[order], first[order]
+    starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
+    ends = np.r_[starts[1:], len(cell)]
+    out = []
+    for a, b in zip(starts, ends):
+        iy, ix = divmod(int(cell[a]), n_cx)
+        out.append(Partition(int(cell[a]), (int(y_edges[iy]), int(y_edges[iy + 1])),
+                             (int(x_edges[ix]), int(x_edges[ix + 1])), parcel[a:b],
+                             int(first[a:b].sum())))
+    return out
+
+
+# --- one partition -------------------------------------------------------------------------
+
+def _bands(cube: xr.Dataset) -> list[str]:
+    return [b for b in ("red", "nir", "scl", "green") if b in cube]
+
+
+def sub_cube(cube: xr.Dataset, rows: tuple[int, int], cols: tuple[int, int]) -> xr.Dataset:
+    """``cube`` cut to ``rows`` × ``cols`` of its grid, keeping its direct window reader (on the
+    cut grid) when it has one."""
+    reader = window_reader(cube, _bands(cube))
+    sub = cube.isel(y=slice(*rows), x=slice(*cols))
+    if reader is not None and hasattr(reader, "grid_offset"):
+        r0, c0 = reader.grid_offset
+        sub = attach_reader(sub, dataclasses.replace(
+            reader, geobox=sub.odc.geobox, grid_offset=(r0 + rows[0], c0 + cols[0])))
+    return sub
+
+
+def run_partition(cube: xr.Dataset, part: Partition, parcels: gpd.GeoDataFrame,
+                  params: SeriesParams = SeriesParams(),
+                  progress: Callable[[int, int], None] | None = None) -> dict:
+    """The series of one partition: ``parcels`` are the partition's parcels (in the grid's
+    CRS, geometry None where not measured), ``cube`` the whole batch's cube.
+
+    Returns the part's arrays: ``parcel`` (positions of the parcels finished here) with one
+    (parcel, time) array per statistic; ``owned`` (positions of the parcels whose first pixel
+    lies here) with their ``full_pixels``, ``pixel_rule`` (codes of :data:`RULES`) and
+    ``weight_sum``; and the ``seam_*`` rows (one per pixel here of a parcel crossing the cell's
+    edge: ``seam_parcel``, ``seam_weight``, ``seam_ndvi``, ``seam_vegetated``, ``seam_water``
+    per date, NaN where not clear); ``attrs`` are the engine's.
+    """
+    geobox = cube.odc.geobox
+    (h, w), d = geobox.shape, params.dilation_px
+    weights = pixel_weights(parcels, geobox, inward_buffer_m=params.inward_buffer_m,
+                            rule=params.rule, min_full_pixels=params.min_full_pixels)
+    m = weights.matrix
+    n = m.shape[0]
+    counts = np.diff(m.indptr)
+    entry_row = np.repeat(np.arange(n), counts)
+    r, c = np.divmod(m.indices.astype(np.int64), w)
+    (r0, r1), (c0, c1) = part.rows, part.cols
+    inside = (r >= r0) & (r < r1) & (c >= c0) & (c < c1)
+    n_in = np.bincount(entry_row[inside], minlength=n)
+    interior = (n_in == counts) & (counts > 0)
+    seam = (n_in > 0) & (n_in < counts)
+    first = np.full(n, -1, np.int64)  # each parcel's first pixel (row-major) decides its owner
+    has = counts > 0
+    if has.any():
+        first[has] = np.minimum.reduceat(m.indices.astype(np.int64), m.indptr[:-1][has])
+    fr, fc = np.divmod(first, w)
+    owned = has & (fr >= r0) & (fr < r1) & (fc >= c0) & (fc < c1)
+    # the engine reads the cell plus the cloud dilation's reach (SCL only is read there)
+    rows = (max(r0 - d, 0), min(r1 + d, h))
+    cols = (max(c0 - d, 0), min(c1 + d, w))
+    sub = sub_cube(cube, rows, cols)
+    e_int = np.flatnonzero(interior[entry_row])
+    e_seam = np.flatnonzero(inside & seam[entry_row])
+    sub_col = np.concatenate([(r[e] - rows[0]) * (cols[1] - cols[0]) + (c[e] - cols[0])
+                              for e in (e_int, e_seam)])
+    int_rows = np.flatnonzero(interior)
+    n_int, n_seam = len(int_rows), len(e_seam)
+    indptr = np.concatenate([[0], np.cumsum(counts[int_rows]),
+                             len(e_int) + np.arange(1, n_seam + 1)])
+    shape = (n_int + n_seam, (rows[1] - rows[0]) * (cols[1] - cols[0]))
+    matrix = sparse.csr_matrix((np.concatenate([m.data[e_int], m.data[e_seam]]), sub_col,
+                                indptr), shape=shape)
+    ids = np.concatenate([weights.parcel_id[int_rows], np.full(n_seam, "", object)])
+    rule_of = np.concatenate([weights.pixel_rule[int_rows], np.full(n_seam, "none")])
+    full = np.concatenate([weights.full_pixels[int_rows], np.zeros(n_seam, np.int64)])
+    row_weights = PixelWeights(matrix, ids, full, rule_of, sub.odc.geobox,
+                               weights.inward_buffer_m, weights.min_full_pixels, weights.rule)
+    times = len(cube["time"])
+    out = {"parcel": part.parcels[int_rows].astype(np.int32),
+           "owned": part.parcels[owned].astype(np.int32),
+           "owned_full_pixels": weights.full_pixels[owned].astype(np.int32),
+           "owned_pixel_rule": _rule_codes(weights.pixel_rule[owned]),
+           "owned_weight_sum": weights.weight_sum[owned],
+           "seam_parcel": part.parcels[entry_row[e_seam]].astype(np.int32),
+           "seam_weight": m.data[e_seam].astype(np.float64)}
+    if shape[0] == 0:  # only parcels without pixels here
+        empty = np.empty((0, times), np.float32)
+        out.update({k: empty for k in params.stats})
+        out.update(seam_ndvi=empty, seam_vegetated=empty, seam_water=empty)
+        out["attrs"] = {}
+        return out
+    # a seam pixel alone is below min_clear_weight: the engine keeps every clear value (any
+    # weight entry is > 1e-9) and the rule is applied below
+    series = parcel_series(sub, row_weights, stats=params.stats,
+                           vegetated_ndvi=params.vegetated_ndvi, dilation_px=d,
+                           min_clear_weight=1e-12, progress=progress)
+    low = series["n_pixels"].values[:n_int] < params.min_clear_weight
+    for k in params.stats:
+        v = np.ascontiguousarray(series[k].values[:n_int])
+        if k in _MASKED:
+            v[low] = np.nan
+        out[k] = v
+    clear = series["n_pixels"].values[n_int:] > 0
+    for k, var in (("seam_ndvi", "ndvi_mean"), ("seam_vegetated", "vegetated_fraction"),
+                   ("seam_water", "water_fraction")):
+        v = (np.ascontiguousarray(series[var].values[n_int:]) if var in series
+             else np.full((n_seam, times), np.nan, np.float32))
+        v[~clear] = np.nan
+        out[k] = v
+    out["attrs"] = dict(series.attrs)
+    return out
+
+
+def _rule_codes(rules: np.ndarray) -> np.ndarray:
+    code = {r: i for i, r in enumerate(RULES)}
+    return np.array([code[str(r)] for r in rules], np.int8)
+
+
+# --- assembly ------------------------------------------------------------------------------
+
+def assemble(parts: Iterator[dict], parcel_id: np.ndarray, times: np.ndarray,
+             params: SeriesParams = SeriesParams()) -> xr.Dataset:
+    """The batch's parcel series (the engine's contract, parcels in batch order) from its
+    partitions' parts: finished parcels copied, seam parcels combined from their pixels."""
+    n, n_t = len(parcel_id), len(times)
+    # (the engine counts 0 clear pixel-equivalents for a parcel without pixels)
+    out = {k: np.full((n, n_t), 0.0 if k == "n_pixels" else np.nan, np.float32)
+           for k in params.stats}
+    full = np.zeros(n, np.int64)
+    rule = np.full(n, RULES.index("none"), np.int8)
+    total = np.zeros(n)
+    seams, attrs = [], {}
+    for part in parts:
+        for k in params.stats:
+            out[k][part["parcel"]] = part[k]
+        full[part["owned"]] = part["owned_full_pixels"]
+        rule[part["owned"]] = part["owned_pixel_rule"]
+        total[part["owned"]] = part["owned_weight_sum"]
+        if len(part["seam_parcel"]):
+            seams.append({k: part[k] for k in ("seam_parcel", "seam_weight", "seam_ndvi",
+                                               "seam_vegetated", "seam_water")})
+        attrs = attrs or part["attrs"]
+    if seams:
+        _combine_seams({k: np.concatenate([s[k] for s in seams]) for k in seams[0]}, out,
+                       total, params)
+    coords = {"parcel_id": ("parcel", parcel_id), "time": times,
+              "full_pixels": ("parcel", full), "weight_sum": ("parcel", total.astype(np.float32)),
+              "pixel_rule": ("parcel", np.asarray(RULES)[rule]),
+              "small_parcel": ("parcel", full < params.min_full_pixels)}
+    return xr.Dataset({k: (("parcel", "time"), v) for k, v in out.items()}, coords=coords,
+                      attrs=attrs)
+
+
+def _combine_seams(s: dict, out: dict, total: np.ndarray, params: SeriesParams) -> None:
+    """Finish the seam parcels from their pixels' rows, date by date: clear weight, weighted
+    sums and the weighted quantiles of the pooled clear pixels, as the engine finishes a parcel
+    that crosses its windows."""
+    ids, local = np.unique(s["seam_parcel"], return_inverse=True)
+    n = len(ids)
+    w = s["seam_weight"]
+    tot = total[ids]
+    for t in range(s["seam_ndvi"].shape[1]):
+        v = s["seam_ndvi"][:, t]
+        clear = np.isfinite(v)
+        g, wc, vc = local[clear], w[clear], v[clear]
+        cw = np.bincount(g, wc, minlength=n)
+        ok = cw >= params.min_clear_weight
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = {"ndvi_mean": np.bincount(g, wc * vc, minlength=n) / cw,
+                     "vegetated_fraction": np.bincount(g, wc * s["seam_vegetated"][clear, t],
+                                                       minlength=n) / cw,
+                     "water_fraction": np.bincount(g, wc * s["seam_water"][clear, t],
+                                                   minlength=n) / cw}
+            q = weighted_quantiles(g, vc, wc, n)
+            cf = np.where(tot > 0, cw / np.where(tot > 0, tot, 1.0), np.nan)
+        for k in params.stats:
+            if k == "clear_fraction":
+                col = cf
+            elif k == "n_pixels":
+                col = cw
+            elif k in QUANTILE_STATS:
+                col = np.where(ok, q[:, QUANTILE_STATS.index(k)], np.nan)
+            else:
+                col = np.where(ok, ratio[k], np.nan)
+            out[k][ids, t] = col
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+def _sha(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def code_version() -> dict:
+    """What decides a series' numbers besides its inputs: agri_3s's version, the SHA-256 of
+    the series code's sources (:data:`SERIES_CODE`) and the libraries' versions."""
+    from . import __version__
+
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in SERIES_CODE:
+        f = root / name
+        h.update(name.encode() + b"\0" + (f.read_bytes() if f.is_file() else b""))
+    import dask
+    import scipy
+
+    return {"agri_3s": __version__, "sources": h.hexdigest(), "python": platform.python_version(),
+            **versions(), "scipy": scipy.__version__, "dask": dask.__version__}
+
+
+def imagery_fingerprint(cube: xr.Dataset, source: ImagerySource) -> dict:
+    """The imagery a job reads: every band file of a local archive (name, size, modification
+    time — hashing gigabytes would cost more than a partition), or the source's description
+    and dates."""
+    reader = window_reader(cube, _bands(cube))
+    days = getattr(reader, "days", None)
+    if days is None:
+        return {"source": source.describe(), "dates": [str(t) for t in cube["time"].values],
+                "attrs": {k: str(v) for k, v in cube.attrs.items()}}
+    files = []
+    for day in days:
+        for acq in day:
+            for band, path in sorted(acq.files.items()):
+                st = os.stat(path)
+                files.append((str(acq.folder.name), band, Path(path).name, st.st_size,
+                              st.st_mtime_ns))
+    return {"files": files, "bands": [list(b) for b in reader.bands]}
+
+
+def job_fingerprint(cube: xr.Dataset, source: ImagerySource, params: SeriesParams,
+                    partition_px: int) -> dict[str, str]:
+    """Hashes of what every partition of a job depends on, by kind (for the restart message)."""
+    g = cube.odc.geobox
+    return {"imagery": _sha(imagery_fingerprint(cube, source)),
+            "grid": _sha({"crs": g.crs.to_wkt(), "transform": list(g.transform)[:6],
+                          "shape": list(g.shape), "partition_px": partition_px}),
+            "parameters": _sha(dataclasses.asdict(params)),
+            "code": _sha(code_version())}
+
+
+def part_key(job: dict[str, str], part: Partition, parcels: gpd.GeoDataFrame) -> str:
+    """The checkpoint key of ``part`` (``parcels``: its parcels, in the grid's CRS)."""
+    h = hashlib.sha256(_sha(job).encode())
+    h.update(np.asarray([part.number, *part.rows, *part.cols], np.int64).tobytes())
+    h.update(np.ascontiguousarray(part.parcels, np.int64).tobytes())
+    h.update("\0".join(parcels["parcel_id"].astype(str)).encode())
+    for wkb in shapely.to_wkb(parcels.geometry.values.to_numpy()):
+        h.update(b"\1" if wkb is None else wkb)
+    return h.hexdigest()
+
+
+_KINDS = {"imagery": "the imagery changed", "grid": "the imagery grid or partition size changed",
+          "parameters": "the series parameters changed", "code": "the code version changed"}
+
+
+class PartStore:
+    """Checkpointed parts in ``folder``: ``part-NNNNN.nc`` + ``part-NNNNN.json`` (key, SHA-256)."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _paths(self, number: int) -> tuple[Path, Path]:
+        return (self.folder / f"part-{number:05d}.nc", self.folder / f"part-{number:05d}.json")
+
+    def job(self) -> dict | None:
+        f = self.folder / "job.json"
+        try:
+            return json.loads(f.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def set_job(self, job: dict) -> None:
+        with atomic_path(self.folder / "job.json") as tmp:
+            tmp.write_text(json.dumps(job, indent=1))
+
+    def done(self, part: Partition) -> bool:
+        """Is ``part`` checkpointed with its key, and is its file intact?"""
+        data, meta = self._paths(part.number)
+        try:
+            info = json.loads(meta.read_text())
+            return info["key"] == part.key and file_sha256(data) == info["sha256"]
+        except (OSError, ValueError, KeyError):
+            return False
+
+    def write(self, part: Partition, arrays: dict) -> None:
+        data, meta = self._paths(part.number)
+        # not fsynced (hundreds of MB in a province): a part damaged by a power cut fails its
+        # hash on resume and is recomputed
+        with atomic_path(data) as tmp:
+            _to_dataset(arrays).to_netcdf(tmp, engine="scipy")
+        with atomic_path(meta) as tmp:
+            tmp.write_text(json.dumps({"key": part.key, "sha256": file_sha256(data),
+                                       "parcels": int(len(part.parcels))}))
+
+    def read(self, part: Partition) -> dict:
+        ds = xr.load_dataset(self._paths(part.number)[0], engine="scipy")
+        out = {k: ds[k].values for k in ds.data_vars}
+        out["attrs"] = dict(ds.attrs)
+        return out
+
+    def prune(self, keep: set[int]) -> None:
+        """Delete parts of cells no longer in the plan."""
+        for f in self.folder.glob("part-*.*"):
+            number = f.stem.split("-")[1]
+            if not number.isdigit() or int(number) not in keep:
+                f.unlink(missing_ok=True)
+
+
+def _to_dataset(a: dict) -> xr.Dataset:
+    """A part's arrays as a Dataset (dims ``n_row``, ``n_owned``, ``n_seam``, ``time``)."""
+    def dims(k: str) -> tuple[str, ...]:
+        if k in STATS:
+            return ("n_row", "time")
+        if k == "parcel":
+            return ("n_row",)
+        if k.startswith("owned"):
+            return ("n_owned",)
+        return ("n_seam",) if k in ("seam_parcel", "seam_weight") else ("n_seam", "time")
+
+    return xr.Dataset({k: (dims(k), v) for k, v in a.items() if k != "attrs"},
+                      attrs=a.get("attrs", {}))
+
+
+# --- the job's series ----------------------------------------------------------------------
+
+def partitioned_series(parcels: gpd.GeoDataFrame, source: ImagerySource, start, end, *,
+                       work: str | Path | None = None,
+                       partition_px: int | None = DEFAULT_PARTITION_PX,
+                       params: SeriesParams = SeriesParams(), scheduler: str | None = None,
+                       progress: Progress | None = None, log: Log | None = None,
+                       report: dict | None = None) -> xr.Dataset:
+    """Parcel series of every parcel (rejected ones get no pixels) over ``[start, end]``,
+    partition by partition, checkpointed in ``work`` (None: no checkpoints) and resumed from it.
+
+    ``scheduler``: a dask.distributed scheduler address; partitions are its tasks (the workers
+    must reach the imagery; the parts are written here). ``report`` receives what was done
+    (for ``run.json``): partition size, partitions, how many were resumed.
+
+    Examples
+    --------
+    >>> series = partitioned_series(parcels, LocalSource("/data/s2"), start, end,
+    ...                             work="out/.wheat.agri3s/parts")       # doctest: +SKIP
+    """
+    say = log or (lambda _msg: None)
+    partition_px = partition_px or DEFAULT_PARTITION_PX
+    usable = parcels[parcels["validity"] != "rejected"] if "validity" in parcels else parcels
+    if usable.empty:
+        raise InputError("no usable parcel in the batch (all rejected).",
+                         source=parcels.attrs.get("source", "parcels"),
+                         fix="see the validity_reasons column of the output")
+    cube = source.load(tuple(usable.total_bounds), usable.crs, start, end)
+    geobox = cube.odc.geobox
+    measured = gpd.GeoDataFrame({"parcel_id": parcels["parcel_id"].astype(str).to_numpy()},
+                                geometry=parcels.geometry.to_numpy(), crs=parcels.crs)
+    if "validity" in parcels:
+        measured.loc[(parcels["validity"] == "rejected").to_numpy(), "geometry"] = None
+    if measured.crs is None or not geobox.crs == measured.crs:
+        measured = measured.to_crs(geobox.crs.to_wkt())
+    plan = plan_partitions(measured.geometry.values.to_numpy(), geobox,
+                           *cell_edges(cube, partition_px))
+    job = job_fingerprint(cube, source, params, partition_px)
+    for part_i, part in enumerate(plan):
+        plan[part_i] = dataclasses.replace(part, key=part_key(job, part,
+                                                              measured.iloc[part.parcels]))
+    store = PartStore(Path(work)) if work is not None else None
+    todo = _resume(store, plan, job, say) if store is not None else list(plan)
+    results: dict[int, dict] = {}
+    n_done = len(plan) - len(todo)
+    waiting = {p.number for p in todo}
+    counted = sum(p.n_counted for p in plan if p.number not in waiting)
+
+    def show(done: int, parcels_done: float) -> None:
+        if progress:
+            progress("partitions", done, len(plan))
+            progress("parcels", int(parcels_done), len(parcels))
+
+    show(n_done, counted)
+    if report is not None:
+        report.update(partition_px=partition_px, partitions=len(plan), resumed=n_done,
+                      computed=len(todo))
+
+    def finished(part: Partition, arrays: dict) -> None:
+        nonlocal n_done, counted
+        if store is not None:
+            store.write(part, arrays)
+        else:
+            results[part.number] = arrays
+        n_done += 1
+        counted += part.n_counted
+        show(n_done, counted)
+
+    if scheduler:
+        _run_on_cluster(scheduler, cube, todo, measured, params, finished)
+    else:
+        for part in todo:
+            def dates(k: int, n_t: int, part=part) -> None:
+                show(n_done, counted + part.n_counted * k / n_t)
+            finished(part, run_partition(cube, part, measured.iloc[part.parcels], params,
+                                         progress=dates))
+    show(len(plan), len(parcels))
+    parts = (store.read(p) if store is not None else results[p.number] for p in plan)
+    return assemble(parts, measured["parcel_id"].to_numpy(), cube["time"].values, params)
+
+
+def _resume(store: PartStore, plan: list[Partition], job: dict, say: Log) -> list[Partition]:
+    """The partitions still to compute; says what is resumed and why anything restarts."""
+    before = store.job()
+    if before is not None and before.get("fingerprint") != job:
+        why = [text for kind, text in _KINDS.items()
+               if before.get("fingerprint", {}).get(kind) != job[kind]]
+        say(f"checkpoints found but {' and '.join(why) or 'the job changed'}: restarting all "
+            f"{len(plan)} partitions.")
+        store.prune(set())
+    store.set_job({"fingerprint": job, "partitions": len(plan)})
+    store.prune({p.number for p in plan})
+    todo = [p for p in plan if not store.done(p)]
+    done = len(plan) - len(todo)
+    if done and before is not None and before.get("fingerprint") == job:
+        stale = sum(1 for p in todo if store._paths(p.number)[1].exists())
+        text = f"resuming: {done} of {len(plan)} partitions already done"
+        if stale:
+            text += f"; the parcels of {stale} partition(s) changed: recomputing them"
+        say(text + ".")
+    elif before is not None and before.get("fingerprint") == job and todo:
+        say(f"checkpoints found but none matches: computing all {len(plan)} partitions.")
+    return todo
+
+
+def _run_on_cluster(address: str, cube: xr.Dataset, todo: list[Partition],
+                    measured: gpd.GeoDataFrame, params: SeriesParams,
+                    finished: Callable[[Partition, dict], None]) -> None:
+    """Every partition as one task on the cluster at ``address``; parts are checkpointed here as
+    their results arrive. A task on a worker that dies is rerun by the scheduler, and each
+    partition's future resolves once, so no partition is lost or written twice."""
+    distributed = require("distributed", "distributed")
+    try:
+        client = distributed.Client(address, timeout="30s")
+    except OSError as exc:
+        raise InputError(f"cannot reach the dask scheduler at {address} ({exc}).",
+                         source="--scheduler",
+                         fix="start it with `dask scheduler` (and workers with `dask worker "
+                             "ADDRESS`) or leave --scheduler out to run on this machine") from exc
+    with client:
+        # the cube (lazy: file names) and each partition's parcels travel inside the tasks,
+        # held by the scheduler: data scattered to a worker dies with it
+        futures = {client.submit(_partition_task, cube, part, measured.iloc[part.parcels],
+                                 params, key=f"agri3s-partition-{part.number}-{part.key[:16]}",
+                                 pure=False): part for part in todo}
+        for future in distributed.as_completed(futures):
+            finished(futures.pop(future), future.result())
+
+
+def _partition_task(cube: xr.Dataset, part: Partition, parcels: gpd.GeoDataFrame,
+                    params: SeriesParams) -> dict:
+    """:func:`run_partition` on a cluster worker, on the worker's own threads."""
+    import dask
+
+    try:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        threads = None
+    with dask.config.set(scheduler="threads", num_workers=threads or os.cpu_count() or 1):
+        return run_partition(cube, part, parcels, params)

@@ -1,0 +1,279 @@
+"""Province-scale jobs, tried as an operator would on the sample: killed with SIGKILL at random
+points and run again, run over a finished job, run twice on one folder, rerun with changed
+inputs — and the same partitioned job on a dask.distributed cluster that loses a worker.
+
+Every job here is the real ``agri3s underwrite`` command in a child process, on a subset of
+the sample (every third acquisition of the wheat season, 4 partitions of 256 px)."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agri_3s.outputs.export import file_sha256
+from agri_3s.outputs.publish import work_folder
+
+SEASON = "2024-10-01/2025-06-15"
+#: run.json entries that differ between two runs of the same job (when, and what was resumed)
+VOLATILE = ("started", "finished", "partitions")
+
+
+@pytest.fixture(scope="module")
+def small(sample, tmp_path_factory):
+    """(imagery folder, parcels): every third acquisition of the wheat season (links)."""
+    root = tmp_path_factory.mktemp("resume")
+    imagery = root / "imagery"
+    imagery.mkdir()
+    days = sorted(p for p in Path(sample.imagery).iterdir()
+                  if p.is_dir() and "2024-09-01" <= p.name[:10] <= "2025-06-15")
+    for day in days[::3]:
+        (imagery / day.name).symlink_to(day)
+    return imagery, Path(sample.parcels_wheat)
+
+
+def _command(small, out: Path, *more: str, partition_px: int = 256) -> list[str]:
+    imagery, parcels = small
+    return [sys.executable, "-m", "agri_3s.cli", "underwrite", str(parcels), "--imagery",
+            f"local:{imagery}", "--season", SEASON, "--out", str(out), "--partition-px",
+            str(partition_px), *more]
+
+
+def _run(small, out: Path, *more: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_command(small, out, *more), capture_output=True, text=True,
+                          timeout=600)
+
+
+def _start(small, out: Path, *more: str) -> subprocess.Popen:
+    return subprocess.Popen(_command(small, out, *more), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _kill(job: subprocess.Popen) -> str:
+    job.send_signal(signal.SIGKILL)
+    _, err = job.communicate(timeout=60)
+    return err
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file()}
+
+
+def _manifest(out: Path) -> dict:
+    return {k: v for k, v in json.loads((out / "run.json").read_text()).items()
+            if k not in VOLATILE}
+
+
+def _consistent(out: Path) -> dict:
+    """``run.json`` describes exactly the files beside it (names and hashes); returns it."""
+    manifest = json.loads((out / "run.json").read_text())
+    listed = {entry["path"] for entry in manifest["outputs"].values()} | {"run.json"}
+    assert set(_files(out)) == listed
+    for entry in manifest["outputs"].values():
+        assert file_sha256(out / entry["path"]) == entry["sha256"], entry["path"]
+    assert not any(part.startswith(".") for name in listed for part in Path(name).parts)
+    return manifest
+
+
+def _wait_for(condition, timeout: float = 120.0) -> None:
+    t0 = time.monotonic()
+    while not condition():
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError("the job did not get there")
+        time.sleep(0.05)
+
+
+def _parts(out: Path) -> list[Path]:
+    return sorted((work_folder(out) / "parts").glob("part-*.json"))
+
+
+def test_killed_at_random_points_a_rerun_resumes_to_byte_identical_outputs(small, tmp_path):
+    reference = tmp_path / "reference"
+    t0 = time.monotonic()
+    done = _run(small, reference)
+    duration = time.monotonic() - t0
+    assert done.returncode == 0, done.stderr
+    reference_files = _files(reference)
+    out = tmp_path / "out"
+    rng = random.Random(2026)
+    said = []
+    for k in range(4):
+        job = _start(small, out)
+        if k % 2:  # while partitions are being made: after a random number of parts
+            n_parts = rng.randint(1, 3)
+            try:
+                _wait_for(lambda n=n_parts, j=job: len(_parts(out)) >= n or j.poll() is not None)
+            except TimeoutError:
+                pass
+            time.sleep(rng.uniform(0.0, 0.3))
+        else:  # anywhere in the run
+            time.sleep(rng.uniform(0.15, 0.95) * duration)
+        said.append(_kill(job))
+        if out.exists():  # a job killed after publishing: its set is whole
+            _consistent(out)
+    final = _run(small, out)
+    assert final.returncode == 0, final.stderr
+    said.append(final.stderr)
+    assert any("resuming:" in text for text in said), said  # the test exercised a resume
+    files = _files(out)
+    assert {k: v for k, v in files.items() if k != "run.json"} == {
+        k: v for k, v in reference_files.items() if k != "run.json"}
+    assert _manifest(out) == _manifest(reference)
+    _consistent(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "reference"]  # no stray file
+
+
+def _data(out: Path) -> dict[str, bytes]:
+    """The files of a run, run.json without its volatile entries."""
+    files = {k: v for k, v in _files(out).items()
+             if k != "run.json" and not k.startswith("eval")}
+    files["run.json"] = json.dumps(_manifest(out), sort_keys=True).encode()
+    return files
+
+
+def test_a_job_killed_over_a_finished_one_never_leaves_a_mixed_set(small, tmp_path):
+    old_set, new_set = tmp_path / "old", tmp_path / "new"
+    for folder, more in ((old_set, ()), (new_set, ("--include-pii",))):
+        done = _run(small, folder, *more)
+        assert done.returncode == 0, done.stderr
+    old, new = _data(old_set), _data(new_set)
+    assert old != new
+    out = tmp_path / "out"
+    assert _run(small, out).returncode == 0
+    (out / "eval").mkdir()  # the user's own folder (agri3s evaluate --out out/eval)
+    (out / "eval" / "evaluation.json").write_text("{}")
+    rng = random.Random(7)
+    seen = []
+    for _ in range(3):  # another job (names unmasked) on the same folder, killed
+        job = _start(small, out, "--include-pii")
+        time.sleep(rng.uniform(0.5, 8.0))
+        _kill(job)
+        now = _data(out)
+        assert now in (old, new)  # the whole old set or the whole new one
+        _consistent_with_user_files(out)
+        seen.append("old" if now == old else "new")
+    done = _run(small, out, "--include-pii")
+    assert done.returncode == 0, done.stderr
+    assert _data(out) == new
+    assert (out / "eval" / "evaluation.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old", "out"]
+
+
+def _consistent_with_user_files(out: Path) -> None:
+    manifest = json.loads((out / "run.json").read_text())
+    listed = {entry["path"] for entry in manifest["outputs"].values()} | {"run.json"}
+    assert set(_files(out)) - listed == {"eval/evaluation.json"}
+    for entry in manifest["outputs"].values():
+        assert file_sha256(out / entry["path"]) == entry["sha256"], entry["path"]
+
+
+def test_a_second_job_on_the_same_folder_is_refused_naming_the_first(small, tmp_path):
+    out = tmp_path / "out"
+    first = _start(small, out)
+    lock = work_folder(out) / "lock"
+
+    def locked() -> bool:
+        try:
+            return json.loads(lock.read_text()).get("pid") == first.pid
+        except (OSError, ValueError):
+            return first.poll() is not None
+
+    _wait_for(locked)
+    second = _run(small, out, "--crop-model", "none")
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert second.returncode == 2, second.stderr
+    text = " ".join(second.stderr.split())
+    assert f"pid {first.pid}" in text and "started 20" in text, text
+    _consistent(out)  # the first job's whole set
+    # and a job killed does not keep the folder locked
+    job = _start(small, out)
+    _wait_for(lambda: lock.exists() or job.poll() is not None)
+    time.sleep(1.0)
+    _kill(job)
+    again = _run(small, out)
+    assert again.returncode == 0, again.stderr
+    _consistent(out)
+
+
+def test_changed_parcels_or_partitions_restart_what_they_affect_and_say_so(small, tmp_path):
+    import geopandas as gpd
+    import shapely
+
+    out = tmp_path / "out"
+    job = _start(small, out)
+    _wait_for(lambda: len(_parts(out)) >= 3 or job.poll() is not None)
+    _kill(job)
+    assert len(_parts(out)) >= 3, "the job finished before it could be killed"
+    # one parcel redrawn: the partitions holding it restart, the others resume
+    imagery, parcels = small
+    edited = gpd.read_file(parcels)
+    edited.loc[0, "geometry"] = shapely.affinity.translate(edited.geometry[0], 0.0001, 0.0)
+    edited_file = tmp_path / "edited.geojson"
+    edited.to_file(edited_file, driver="GeoJSON")
+    rerun = subprocess.run(_command((imagery, edited_file), out), capture_output=True,
+                           text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    text = " ".join(rerun.stderr.split())
+    assert "resuming:" in text and "partition(s) changed: recomputing them" in text, text
+    # another partition size: every partition restarts
+    job = _start(small, out, "--crop-model", "none")
+    _wait_for(lambda: len(_parts(out)) >= 1 or job.poll() is not None)
+    _kill(job)
+    resized = subprocess.run(_command(small, out, "--crop-model", "none", partition_px=400),
+                             capture_output=True, text=True, timeout=600)
+    assert resized.returncode == 0, resized.stderr
+    assert "partition size changed: restarting all" in " ".join(resized.stderr.split())
+    # --restart: no resume at all
+    job = _start(small, out)
+    _wait_for(lambda: len(_parts(out)) >= 1 or job.poll() is not None)
+    _kill(job)
+    fresh = _run(small, out, "--restart")
+    assert fresh.returncode == 0, fresh.stderr
+    assert "--restart" in fresh.stderr and "resuming" not in fresh.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edited.geojson", "out"]
+
+
+def test_partitions_on_a_cluster_equal_the_threaded_run_and_survive_a_killed_worker(
+        small, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from agri_3s import partitions
+    from agri_3s.pipeline import load_parcels, open_source
+
+    imagery, parcels_file = small
+    parcels = load_parcels(parcels_file)
+    source = open_source(f"local:{imagery}")
+    start, end = np.datetime64("2024-09-01").item(), np.datetime64("2025-06-15").item()
+    threaded = partitions.partitioned_series(parcels, source, start, end, partition_px=128)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    writes: list[int] = []
+    real_write = partitions.PartStore.write
+    try:
+        with distributed.Client(cluster) as client:
+            pids = list(client.run(os.getpid).values())
+
+            def write(store, part, arrays):
+                writes.append(part.number)
+                if len(writes) == 1:  # a worker dies while the others' tasks run
+                    os.kill(pids[0], signal.SIGKILL)
+                real_write(store, part, arrays)
+
+            monkeypatch.setattr(partitions.PartStore, "write", write)
+            on_cluster = partitions.partitioned_series(
+                parcels, source, start, end, partition_px=128, work=tmp_path / "parts",
+                scheduler=cluster.scheduler_address)
+    finally:
+        cluster.close()
+    assert len(writes) == len(set(writes)) > 4  # every partition written once, none lost
+    assert sorted(writes) == sorted(int(p.stem.split("-")[1])
+                                    for p in (tmp_path / "parts").glob("part-*.nc"))
+    for var in threaded.data_vars:
+        np.testing.assert_array_equal(on_cluster[var].values, threaded[var].values, err_msg=var)
