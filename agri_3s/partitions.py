@@ -535,10 +535,14 @@ def partitioned_series(parcels: gpd.GeoDataFrame, source: ImagerySource, start, 
     waiting = {p.number for p in todo}
     counted = sum(p.n_counted for p in plan if p.number not in waiting)
 
+    shown: dict[str, int] = {}
+
     def show(done: int, parcels_done: float) -> None:
-        if progress:
-            progress("partitions", done, len(plan))
-            progress("parcels", int(parcels_done), len(parcels))
+        for step, value, total in (("partitions", done, len(plan)),
+                                   ("parcels", int(parcels_done), len(parcels))):
+            if progress and shown.get(step) != value:  # (a bar redrawn is a new bar)
+                shown[step] = value
+                progress(step, value, total)
 
     show(n_done, counted)
     if report is not None:

@@ -1,0 +1,1 @@
+"""Browser tests of the adjuster maps (Playwright, Debian's chromium)."""
