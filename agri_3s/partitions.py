@@ -596,6 +596,20 @@ def _resume(store: PartStore, plan: list[Partition], job: dict, say: Log) -> lis
     return todo
 
 
+
+def connect(address: str):
+    """A ``dask.distributed`` client of the scheduler at ``address`` (``tcp://host:8786``);
+    bad input (exit 2) when it cannot be reached."""
+    distributed = require("distributed", "distributed")
+    try:
+        return distributed.Client(address, timeout="30s")
+    except OSError as exc:
+        raise InputError(f"cannot reach the dask scheduler at {address} ({exc}).",
+                         source="--scheduler",
+                         fix="start it with `dask scheduler` (and workers with `dask worker "
+                             "ADDRESS`) or leave --scheduler out to run on this machine") from exc
+
+
 def _run_on_cluster(address: str, cube: xr.Dataset, todo: list[Partition],
                     measured: gpd.GeoDataFrame, params: SeriesParams,
                     finished: Callable[[Partition, dict], None]) -> None:
@@ -603,14 +617,7 @@ def _run_on_cluster(address: str, cube: xr.Dataset, todo: list[Partition],
     their results arrive. A task on a worker that dies is rerun by the scheduler, and each
     partition's future resolves once, so no partition is lost or written twice."""
     distributed = require("distributed", "distributed")
-    try:
-        client = distributed.Client(address, timeout="30s")
-    except OSError as exc:
-        raise InputError(f"cannot reach the dask scheduler at {address} ({exc}).",
-                         source="--scheduler",
-                         fix="start it with `dask scheduler` (and workers with `dask worker "
-                             "ADDRESS`) or leave --scheduler out to run on this machine") from exc
-    with client:
+    with connect(address) as client:
         # the cube (lazy: file names) and each partition's parcels travel inside the tasks,
         # held by the scheduler: data scattered to a worker dies with it
         futures = {client.submit(_partition_task, cube, part, measured.iloc[part.parcels],

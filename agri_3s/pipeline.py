@@ -33,7 +33,7 @@ from .decisions.loss import (
     post_windows,
 )
 from .decisions.planting import LOOKBACK, PlantingRules, verify_planting
-from .errors import InputError, require
+from .errors import InputError
 from .outputs.export import atomic_path, write_manifest, write_schemas, write_table
 from .outputs.privacy import mask_pii
 from .outputs.publish import RunFolder, open_run, publish
@@ -41,7 +41,7 @@ from .parcels.io import CLAIM_COLUMNS, REQUIRED_COLUMNS, read_parcels
 from .parcels.units import pool_units as pool
 from .parcels.units import spread_unit_results
 from .parcels.validate import validate_parcels
-from .partitions import DEFAULT_PARTITION_PX, partitioned_series
+from .partitions import DEFAULT_PARTITION_PX, connect, partitioned_series
 from .sources.base import ImagerySource
 from .sources.local import LocalSource
 from .timeseries.screening import ScreenRules, screen_looks
@@ -122,15 +122,7 @@ def dask_scheduler(address: str | None):
     if not address:
         yield None
         return
-    distributed = require("distributed", "distributed")
-    try:
-        client = distributed.Client(address, timeout="30s")
-    except OSError as exc:
-        raise InputError(f"cannot reach the dask scheduler at {address} ({exc}).",
-                         source="--scheduler",
-                         fix="start it with `dask scheduler` (and workers with `dask worker "
-                             "ADDRESS`) or leave --scheduler out to run on this machine") from exc
-    with client:
+    with connect(address) as client:
         yield client
 
 
