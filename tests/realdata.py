@@ -425,3 +425,23 @@ def slovenia_batch(shared: Path, workdir: Path, crop: str | None = "maize", *,
                             declared)
     series = xr.concat([s for _, s, _ in parts], dim="parcel")
     return parcels, series, truth
+
+
+def inject_canopy_loss(series: xr.Dataset, soil: np.ndarray, loss: np.ndarray,
+                       day: dt.date) -> xr.Dataset:
+    """A real series with a known bare-soil level and a known loss (the truth of a loss test).
+
+    Each parcel's series is rescaled so that its bare looks — the median of its three lowest
+    clear looks (clear fraction ≥ 0.6) — sit at ``soil`` (``b + (NDVI − m)(1 − b)/(1 − m)``),
+    then from ``day`` on it keeps ``1 − loss`` of its canopy above that soil:
+    ``NDVI' = s + (1 − L)(NDVI − s)``. ``soil`` and ``loss`` are per parcel (loss 0: healthy).
+    """
+    clear = series["clear_fraction"].values >= 0.6
+    ndvi = series["ndvi_mean"].values.astype(np.float64)
+    looks = np.sort(np.where(clear, ndvi, np.inf), axis=1)
+    bare = np.median(looks[:, :3], axis=1)
+    scaled = soil[:, None] + (ndvi - bare[:, None]) * ((1 - soil) / (1 - bare))[:, None]
+    after = series["time"].values >= np.datetime64(day)
+    damaged = np.where(after[None, :], soil[:, None] + (1 - loss[:, None])
+                       * (scaled - soil[:, None]), scaled)
+    return series.assign(ndvi_mean=(("parcel", "time"), damaged.astype(np.float32)))

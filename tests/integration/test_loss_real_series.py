@@ -34,7 +34,7 @@ from agri_3s.crs import metric_crs
 from agri_3s.decisions.calendar import load_calendars
 from agri_3s.decisions.indemnity import PolicyTerms, claims_table
 from agri_3s.decisions.loss import Event, LossParams, estimate_losses, soil_level
-from tests.realdata import KENYA_CALENDAR, kenya_fields
+from tests.realdata import KENYA_CALENDAR, inject_canopy_loss, kenya_fields
 
 pytestmark = pytest.mark.realdata
 LEVELS = np.array([0.10, 0.20, 0.30])
@@ -54,17 +54,9 @@ def _west_halves(fields: gpd.GeoDataFrame, maize: np.ndarray) -> shapely.Geometr
 
 def _assess(fields, series, event, hit, loss, levels, params=None):
     """Rescale every field to its soil level, inject the loss, assess: one row per hit field."""
+    batch = inject_canopy_loss(series, levels, loss, event.date)
     clear = series["clear_fraction"].values >= 0.6
-    ndvi = series["ndvi_mean"].values.astype(np.float64)
-    looks = np.sort(np.where(clear, ndvi, np.inf), axis=1)
-    bare = np.median(looks[:, :3], axis=1)
-    scale = (1 - levels) / (1 - bare)
-    scaled = levels[:, None] + (ndvi - bare[:, None]) * scale[:, None]
-    after = series["time"].values >= np.datetime64(event.date)
-    damaged = np.where(after[None, :], levels[:, None]
-                       + (1 - loss[:, None]) * (scaled - levels[:, None]), scaled)
-    batch = series.copy()
-    batch["ndvi_mean"] = (("parcel", "time"), damaged.astype(np.float32))
+    damaged = batch["ndvi_mean"].values
     if params == "batch-wide":  # the former rule: one soil for the batch, its 2nd percentile
         params = LossParams(soil_ndvi=soil_level(np.where(clear, damaged, np.nan), 2.0))
     params = params or LossParams()
