@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..blocks import for_blocks
 from ..errors import InputError
 
 #: A crop needs this many judged parcels to be learnt; the model needs two such crops.
@@ -36,7 +37,7 @@ MIN_PARCELS = 40
 MAX_TRAIN = 8_000
 FOLDS = 5
 #: Parcels whose features are made at a time (bounded memory).
-CHUNK = 131_072
+CHUNK = 65_536
 #: Parcels each tree is grown on (a bootstrap sample of the training pool).
 TREE_SAMPLES = 2_000
 #: Declarations whose crop the first round finds less likely than this are left out of the
@@ -102,9 +103,8 @@ def season_curve(values: np.ndarray, ok: np.ndarray, days: np.ndarray, start_day
     from ..timeseries.phenology import season_metrics
     from ..timeseries.smoothing import whittaker
 
-    y = np.where(ok, values, np.nan).astype(np.float32)
-    smooth, spread = whittaker(y, ok.astype(np.float32), days)
-    n = len(y)
+    smooth, spread = whittaker(values, ok, days)  # weight 0 (False): not a clear look
+    n = len(values)
     metrics = season_metrics(smooth, ok, days, np.full(n, start_day), np.full(n, end_day))
     return SeasonCurve(smooth, spread, metrics, start_day, end_day)
 
@@ -121,8 +121,8 @@ def features(curve: SeasonCurve, values: np.ndarray, ok: np.ndarray, days: np.nd
     names = ("peak_value", "peak_day", "sos_day", "eos_day", "amplitude", "n_cycles",
              "integral", "season_integral")
     out = np.full((len(values), 2 * n_steps + 1 + len(names)), np.nan, np.float32)
-    for a in range(0, len(values), CHUNK):  # in blocks of parcels: bounded memory
-        rows = slice(a, a + CHUNK)
+
+    def block(rows: slice) -> None:  # a block of parcels: bounded memory
         v, o = values[rows], ok[rows]
         for k, cols in enumerate(bins):
             if len(cols):  # the highest clear look in the step (NaN only if none is clear)
@@ -130,6 +130,8 @@ def features(curve: SeasonCurve, values: np.ndarray, ok: np.ndarray, days: np.nd
         # the smoothed curve on the step grid, where a look is within a step of it
         seen = np.abs(_nearest_look(o, days, col) - grid[None, :]) <= step_days
         out[rows, n_steps:2 * n_steps] = np.where(seen, curve.smooth[rows][:, col], np.nan)
+
+    for_blocks(block, len(values), CHUNK)
     out[:, 2 * n_steps] = curve.spread
     out[:, 2 * n_steps + 1:] = np.column_stack([np.asarray(curve.metrics[k], np.float32)
                                                 for k in names])

@@ -47,7 +47,7 @@ from .calendar import calendar_for
 from .confidence import verdict_confidence
 from .crop_model import season_curve
 from .evidence import LOOKBACK
-from .reason_arrays import add_reason, empty_reasons
+from .reason_arrays import add_reason, compact_values, empty_reasons
 
 COLUMNS = ["parcel_id", "policy_id", "crop", "status", "reasons", "reasons_zh", "reasons_en",
            "planted_fraction", "emergence_date", "peak_ndvi", "peak_date", "measured_area_mu",
@@ -122,7 +122,7 @@ class _Reasons:
     def add(self, code: str, kind: str, mask: np.ndarray, **values) -> None:
         mask = np.asarray(mask, bool)
         if mask.any():
-            self.items.append((code, kind, mask, values))
+            self.items.append((code, kind, mask, compact_values(mask, values)))
 
     def fired(self, kind: str | None = None, codes: set[str] | None = None) -> np.ndarray:
         out = np.zeros(self.n, bool)
@@ -137,7 +137,7 @@ class _Reasons:
         for kind in order:
             for code, k, mask, values in self.items:
                 if k == kind:
-                    add_reason(cols, code, mask, **values)
+                    add_reason(cols, code, mask, compact=True, **values)
         return cols
 
 
@@ -147,8 +147,9 @@ def _dates(day: np.ndarray, origin: np.datetime64) -> np.ndarray:
 
 
 def _date_text(day: np.ndarray, origin: np.datetime64) -> np.ndarray:
-    """Day numbers → ISO date strings, for reason texts."""
-    return ev.to_dates(origin, day).astype(str)
+    """Day numbers → ISO date strings, for reason texts (each distinct day converted once)."""
+    distinct, which = np.unique(np.round(np.asarray(day, np.float64)), return_inverse=True)
+    return ev.to_dates(origin, distinct).astype(str)[which.ravel()]
 
 
 def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, season: Season,
@@ -370,11 +371,11 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     no_verdict = judged & no_cal & ~has_model
     decided = judged & ~no_verdict
 
-    status = np.where(red, "red", np.where(yellow, "yellow", "green")).astype(object)
-    decided_by = np.where(has_model & (confirm | reject | (green0 & doubt)), "rules+crop_model",
-                          "rules")
-    decided_by = np.where(model_only, "crop_model", decided_by).astype(object)
-    decided_by[~decided] = ""
+    # object columns of shared strings (np.where(...).astype(object) makes one per parcel)
+    status = np.array(["red", "yellow", "green"], object)[np.where(red, 0, np.where(yellow, 1, 2))]
+    by_model = has_model & (confirm | reject | (green0 & doubt))
+    decided_by = np.array(["", "rules", "rules+crop_model", "crop_model"], object)[
+        np.where(~decided, 0, np.where(model_only, 3, np.where(by_model, 2, 1)))]
 
     nodata = _Reasons(n)
     nodata.add("SOURCE_NO_DATA", "red", no_pixels & from_source,

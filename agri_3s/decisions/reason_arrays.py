@@ -24,14 +24,19 @@ COLUMNS = ("reasons", "reasons_zh", "reasons_en")
 _SEPARATORS = (";", "；", "; ")
 
 
-def _texts(code: str, mask: np.ndarray, values: dict) -> tuple[np.ndarray, np.ndarray, list]:
-    """Rows where ``mask``, each row's index into the distinct texts, and those texts."""
+def _texts(code: str, mask: np.ndarray, values: dict, *, compact: bool = False
+           ) -> tuple[np.ndarray, np.ndarray, list]:
+    """Rows where ``mask``, each row's index into the distinct texts, and those texts.
+    ``compact``: array values are already those of the rows (see :func:`compact_values`)."""
     rows = np.flatnonzero(mask)
     names = list(values)
     arrays = []
     for name in names:
         v = np.asarray(values[name])
-        v = np.broadcast_to(v, mask.shape)[rows] if v.ndim else np.full(rows.size, v)
+        if not v.ndim:
+            v = np.full(rows.size, v)
+        elif not compact:
+            v = np.broadcast_to(v, mask.shape)[rows]
         arrays.append(np.round(v.astype(np.float64), 4) if v.dtype.kind == "f" else v)
     if not rows.size:
         return rows, rows, []
@@ -39,6 +44,17 @@ def _texts(code: str, mask: np.ndarray, values: dict) -> tuple[np.ndarray, np.nd
         return rows, np.zeros(rows.size, np.int64), [reason(code)]
     which, distinct = pd.MultiIndex.from_arrays(arrays, names=names).factorize()
     return rows, which, [reason(code, **dict(zip(names, key))) for key in distinct]
+
+
+def compact_values(mask: np.ndarray, values: dict) -> dict:
+    """``values`` with every per-parcel array cut to the parcels where ``mask``: what a reason
+    keeps until its texts are made (a province's full-length arrays would pile up otherwise).
+
+    >>> compact_values(np.array([True, False, True]), {"n": np.array([1, 2, 3]), "k": 5})
+    {'n': array([1, 3]), 'k': 5}
+    """
+    return {k: (np.broadcast_to(v, mask.shape)[mask] if np.ndim(v) else v)
+            for k, v in values.items()}
 
 
 def empty_reasons(n: int) -> dict[str, np.ndarray]:
@@ -50,10 +66,11 @@ def empty_reasons(n: int) -> dict[str, np.ndarray]:
     return {c: np.full(n, "", dtype=object) for c in COLUMNS}
 
 
-def add_reason(columns: dict[str, np.ndarray], code: str, mask: np.ndarray,
-               **values: object) -> None:
+def add_reason(columns: dict[str, np.ndarray], code: str, mask: np.ndarray, *,
+               compact: bool = False, **values: object) -> None:
     """Append reason ``code`` to the parcels where ``mask``, filled with ``values`` (scalars or
-    arrays over all parcels; floats are rounded to 4 decimals before the texts are made).
+    arrays over all parcels — over the masked parcels only with ``compact``; floats are
+    rounded to 4 decimals before the texts are made).
 
     Examples
     --------
@@ -65,7 +82,7 @@ def add_reason(columns: dict[str, np.ndarray], code: str, mask: np.ndarray,
     >>> cols["reasons_en"][2]
     'too few healthy same-crop neighbours (3)'
     """
-    rows, which, texts = _texts(code, np.asarray(mask, bool), values)
+    rows, which, texts = _texts(code, np.asarray(mask, bool), values, compact=compact)
     for k, (col, sep) in enumerate(zip(COLUMNS, _SEPARATORS)):
         if not rows.size:
             return

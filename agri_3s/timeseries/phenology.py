@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from agri_3s.blocks import for_blocks
 from agri_3s.errors import InputError
 
 #: Near-base tolerance, as a share of the amplitude: a base at the edge of the window counts as
@@ -113,12 +114,14 @@ def season_metrics(smoothed: np.ndarray, observed: np.ndarray, days: np.ndarray,
     out: dict[str, np.ndarray] = {k: np.full(n, np.nan, np.float32) for k in _FLOAT_KEYS}
     out.update({k: np.zeros(n, bool) for k in _BOOL_KEYS})
     out["n_cycles"] = np.zeros(n, np.int32)
-    for lo in range(0, n, chunk):
-        hi = min(lo + chunk, n)
-        part = _block(z[lo:hi].T.astype(np.float64), obs[lo:hi].T, days, start[lo:hi],
-                      end[lo:hi], amplitude_fraction, min_amplitude, max_gap_days)
+
+    def metrics(rows: slice) -> None:
+        part = _block(z[rows].T.astype(np.float64), obs[rows].T, days, start[rows],
+                      end[rows], amplitude_fraction, min_amplitude, max_gap_days)
         for key, value in part.items():
-            out[key][lo:hi] = value
+            out[key][rows] = value
+
+    for_blocks(metrics, n, chunk)
     return out
 
 

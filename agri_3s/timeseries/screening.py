@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from ..blocks import for_blocks
+
 #: ``look_flag`` values, in order: 0 a clear look, used; 1 masked as cloud, shadow or snow by the
 #: scene classification (or too little of the parcel clear); 2 no data (outside the imagery,
 #: no pixels); 3 a transient NDVI drop that recovers (cloud or shadow the SCL called clear);
@@ -102,8 +104,8 @@ def screen_looks(series: xr.Dataset, rules: ScreenRules = ScreenRules()) -> xr.D
     days = ((series["time"].values - series["time"].values[0])
             / np.timedelta64(1, "D")).astype(np.float32)
     flag = np.full(values.shape, CLEAR, np.uint8)
-    for a in range(0, len(values), CHUNK):  # in blocks of parcels: bounded memory
-        rows = slice(a, a + CHUNK)
+
+    def screen(rows: slice) -> None:  # a block of parcels: bounded memory
         v, c = values[rows], cf[rows]
         no_data = ~np.isfinite(c)
         if weight is not None:
@@ -120,6 +122,8 @@ def screen_looks(series: xr.Dataset, rules: ScreenRules = ScreenRules()) -> xr.D
                                   None if blue is None else blue[rows])
         f[dip] = NDVI_DIP
         f[bright] = BLUE_BRIGHT
+
+    for_blocks(screen, len(values), CHUNK)
     counts = {name: int((flag == k).sum()) for k, name in enumerate(LOOK_FLAGS) if k}
     out = series.assign(look_flag=(("parcel", "time"), flag))
     out["look_flag"].attrs.update(

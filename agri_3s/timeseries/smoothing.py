@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from agri_3s.blocks import for_blocks
 from agri_3s.errors import InputError
 
 #: λ in days⁴ (second divided differences over days), chosen by cross-validation on real series
@@ -274,8 +275,9 @@ def whittaker(values: np.ndarray, weights: np.ndarray, days: np.ndarray, *,
     if n == 0 or t < MIN_LOOKS:
         return smoothed, residual_sd
     bands = _penalty_bands(days, lam)
-    for lo in range(0, n, chunk):
-        hi = min(lo + chunk, n)
+
+    def smooth(rows: slice) -> None:
+        lo, hi = rows.start, rows.stop
         y = values[lo:hi].T.astype(np.float64)            # (T, c): time rows are contiguous
         w0 = weights[lo:hi].T.astype(np.float64)
         if np.any(w0 < 0) or np.any(w0 > 1 + 1e-6):
@@ -286,7 +288,7 @@ def whittaker(values: np.ndarray, weights: np.ndarray, days: np.ndarray, *,
         y[bad] = 0.0
         enough = (w0 > 0).sum(axis=0) >= MIN_LOOKS
         if not enough.any():
-            continue
+            return
         # columns with too few looks are solved as dummies (flat weight) and blanked afterwards
         w0[:, ~enough] = 1.0
         z, factors = _solve(w0, w0 * y, bands)
@@ -319,4 +321,7 @@ def whittaker(values: np.ndarray, weights: np.ndarray, days: np.ndarray, *,
         sd[~enough] = np.nan
         smoothed[lo:hi] = z.T
         residual_sd[lo:hi] = sd
+
+    for_blocks(smooth, n, chunk)
+
     return smoothed, residual_sd

@@ -11,7 +11,6 @@ date and band.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from scipy import sparse
 
+from ..blocks import local_workers
 from ..errors import ImageryError
 from ..sources.base import NativeWindow
 from .indices import dn_normalized_difference
@@ -293,7 +293,7 @@ def pixel_weights(parcels: gpd.GeoDataFrame, geobox: GeoBox, *, inward_buffer_m:
     geoms = geometry.values.to_numpy()
     n, n_pix = len(geoms), geobox.shape[0] * geobox.shape[1]
     # parcels are independent: chunks of them run in threads (GEOS and numpy release the GIL)
-    workers = _local_workers()
+    workers = local_workers()
     # chunks of at most PARCELS_PER_CHUNK bound the temporaries; a multiple of the workers
     n_chunks = -(-max(1, -(-n // PARCELS_PER_CHUNK)) // workers) * workers
     step = max(1, -(-n // n_chunks))
@@ -672,13 +672,6 @@ def _rule_text(weights: PixelWeights) -> str:
     return f"{weights.rule}: {fallback}; small_parcel when fewer than {k} whole pixels"
 
 
-def _local_workers() -> int:
-    """Threads of dask's local scheduler (``num_workers`` in dask's config, else the CPUs)."""
-    import dask
-
-    return dask.config.get("num_workers", None) or os.cpu_count() or 1
-
-
 def _scheduler():
     """The scheduler dask would pick, named without its own lookup when ``dask.distributed`` was
     never imported (then no Client can exist, and the lookup would import it: ~0.2 s)."""
@@ -821,7 +814,7 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
             dsk[key] = (_combine_date, parts, plans, n)
         run = get
         if get is dask.threaded.get:  # a few tasks per hand-out: less scheduler traffic
-            run = partial(get, chunksize=int(np.clip(len(dsk) // (8 * _local_workers()), 1, 8)))
+            run = partial(get, chunksize=int(np.clip(len(dsk) // (8 * local_workers()), 1, 8)))
         for t, tot in zip(dates, run(cull(dsk, keys)[0], keys)):
             cw = tot.get("clear", np.zeros(n))  # no window at all: nothing is clear
             ok = cw >= min_clear_weight

@@ -208,3 +208,19 @@ def test_default_lambda_is_cross_validated_on_real_kenya_series(shared_data):
     assert grid[1e5] > 1.05 * grid[DEFAULT_LAMBDA]            # smoother is worse
     # the envelope costs nothing on these clean looks (it pays off on undetected clouds)
     assert grid[DEFAULT_LAMBDA] < 1.01 * cv_rmse(DEFAULT_LAMBDA, robust=False)
+
+
+def test_blocks_on_threads_equal_one_block_at_a_time():
+    """Blocks of parcels run on two threads give exactly the single-threaded curves (each
+    block writes its own rows only); the reference is one block holding every parcel."""
+    import dask
+
+    rng = np.random.default_rng(3)
+    days = np.cumsum(rng.uniform(3, 12, 40))
+    y = 0.2 + 0.6 * np.exp(-((days - days.mean()) / 40) ** 2) + rng.normal(0, 0.03, (1000, 40))
+    w = (rng.random((1000, 40)) > 0.4).astype(np.float32)
+    whole = whittaker(y, w, days, chunk=1000)
+    with dask.config.set(num_workers=2):
+        blocks = whittaker(y, w, days, chunk=64)
+    np.testing.assert_array_equal(blocks[0], whole[0])
+    np.testing.assert_array_equal(blocks[1], whole[1])
