@@ -19,146 +19,30 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..parcels.columns import ALIASES, CROP_NAMES, find_columns, to_number
-from .inspections import NUMERIC, read_result, read_truth, result_files
+from ..parcels.columns import find_columns, to_number
+from .inspections import (
+    NUMERIC,
+    TRUTH_ALIASES,
+    first_few,
+    loss_rates,
+    match_truth,
+    prepared_table,
+    read_result,
+    read_truth,
+    result_files,
+    source_of,
+    truth_labels,
+)
 
 VERDICT_ORDER = ("green", "yellow", "red", "no_data", "invalid")
 CLAIM_ORDER = ("estimated", "below_threshold", "not_affected", "survey", "no_data", "invalid")
 TRUTH_ROWS = ("accept", "reject", "yellow")
-#: The inspector's verdict → truth label (``yellow``: the inspector wants a review too).
-INSPECTED = {"green": "accept", "通过": "accept", "合格": "accept", "accept": "accept",
-             "red": "reject", "不通过": "reject", "不合格": "reject", "reject": "reject",
-             "yellow": "yellow", "待核": "yellow", "复核": "yellow", "review": "yellow"}
-TRUE_WORDS = {"true", "1", "1.0", "yes", "y", "t", "是", "真", "属实", "对"}
-FALSE_WORDS = {"false", "0", "0.0", "no", "n", "f", "否", "假", "不属实", "不对"}
 #: Claim statuses that are an automated payout decision: paid, or not paid.
 PAID, UNPAID = {"estimated"}, {"below_threshold", "not_affected"}
-#: Truth headers recognised (compared as in :func:`agri_3s.parcels.columns.normalise_header`).
-TRUTH_ALIASES: dict[str, tuple[str, ...]] = {
-    "parcel_id": ALIASES["parcel_id"],
-    "event_id": ("event_id", "事件编号", "灾害编号"),
-    "inspected_status": ("inspected_status", "inspection_status", "inspected_verdict",
-                         "expected_verdict", "true_verdict", "验标结果", "查勘结果", "核验结果",
-                         "核查结果", "检查结果", "验标结论", "查勘结论"),
-    "declaration_true": ("declaration_true", "申报属实", "是否属实", "属实"),
-    "crop": ("crop", "作物", "实际作物", "实种作物", "查勘作物", "种植作物", "作物名称"),
-    "loss_rate": ("loss_rate", "损失率", "查勘损失率", "定损损失率", "损失程度"),
-    "parcel_loss_rate": ("parcel_loss_rate", "地块损失率"),
-    "damaged_area_mu": ("damaged_area_mu", "受损面积", "受损面积(亩)", "受灾面积", "受灾面积(亩)",
-                        "成灾面积", "成灾面积(亩)"),
-    "status": ("status", "状态"),
-}
 VERDICT_TRUTH = ("inspected_status", "declaration_true", "crop")  # in order of precedence
 CLAIM_TRUTH = ("loss_rate", "parcel_loss_rate")
 
 
-# --- truth and results into one frame -------------------------------------------------------------
-def _source(df: pd.DataFrame, default: str) -> str:
-    return df.attrs.get("source", default)
-
-
-def _prepared(table: pd.DataFrame, name: str, key: list[str], aliases: dict | None = None,
-              fix: str = "keep one row per parcel") -> pd.DataFrame:
-    """Recognised headers renamed, ids as stripped text, a spreadsheet ``_row``; no duplicates."""
-    src = _source(table, name)
-    df = pd.DataFrame(table).copy()
-    if aliases:
-        df = df.rename(columns=find_columns([c for c in df.columns if c != "_row"], aliases))
-    if "_row" not in df.columns:
-        df["_row"] = np.arange(len(df)) + 2
-    missing = [k for k in key if k not in df.columns]
-    if missing:
-        raise InputError(f"no {', '.join(missing)} column (headers: {', '.join(map(str, df.columns))}).",
-                         source=src, fix="name the parcel column parcel_id (or 地块编号)")
-    for k in key:
-        df[k] = df[k].astype("string").str.strip()
-    blank = df[df[key].isna().any(axis=1) | (df[key] == "").any(axis=1)]
-    if len(blank):
-        raise InputError(f"{len(blank)} row(s) without {' / '.join(key)}.", source=src,
-                         row=first_few(blank["_row"]), fix="fill in the parcel id of every row")
-    dup = df[df.duplicated(key, keep=False)]
-    if len(dup):
-        ids = _ids(dup, key).unique()
-        raise InputError(f"{len(ids)} duplicate {'/'.join(key)}: {first_few(ids)}.", source=src,
-                         row=first_few(dup["_row"]), fix=fix)
-    return df
-
-
-def first_few(values, k: int = 5) -> str:
-    values = [str(v) for v in values]
-    return ", ".join(values[:k]) + (f" … (+{len(values) - k})" if len(values) > k else "")
-
-
-def _ids(df: pd.DataFrame, key: list[str]) -> pd.Series:
-    """``parcel_id`` (or ``parcel_id/event_id``) as text."""
-    ids = df[key[0]].astype(str)
-    return ids + "/" + df[key[1]].astype(str) if key[1:] else ids
-
-
-def _match(results: pd.DataFrame, truth: pd.DataFrame, key: list[str], cols: list[str]
-           ) -> tuple[pd.DataFrame, dict]:
-    """Results with truth columns ``truth_*``; the unmatched parcels on each side, listed."""
-    t = truth[key + cols].rename(columns={c: f"truth_{c}" for c in cols})
-    both = results.merge(t, on=key, how="outer", indicator=True)
-    ids = _ids(both, key)
-    lists = {"missing_from_results": ids[both["_merge"] == "right_only"].tolist(),
-             "without_truth": ids[both["_merge"] == "left_only"].tolist()}
-    counts = {f"n_{k}": len(v) for k, v in lists.items()}
-    matched = both[both["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
-    return matched, {**counts, **lists}
-
-
-def _crop_code(values: pd.Series) -> pd.Series:
-    text = values.astype("string").str.strip()
-    return text.map(CROP_NAMES).fillna(text).str.lower()
-
-
-def _labels(matched: pd.DataFrame, column: str, src: str) -> pd.Series:
-    """Truth label per matched parcel: ``accept`` | ``reject`` | ``yellow`` | NA (blank truth)."""
-    raw = matched[f"truth_{column}"]
-    if column == "crop":  # the crop found vs the declared crop of the verdict table
-        found, declared = _crop_code(raw), _crop_code(matched.get("crop", pd.Series(pd.NA,
-                                                                                   raw.index)))
-        same = (found == declared.fillna("")).fillna(False).to_numpy(bool)
-        label = pd.Series(np.where(same, "accept", "reject"), raw.index)
-        return label.where(found.notna() & (found != ""))
-    text = raw.astype("string").str.strip().str.lower()
-    if column == "inspected_status":
-        label = text.map(INSPECTED)
-        known = label.notna()
-        fix = "use green / yellow / red (or 通过·合格 / 待核·复核 / 不通过·不合格)"
-    else:
-        label = text.map({**dict.fromkeys(TRUE_WORDS, "accept"),
-                          **dict.fromkeys(FALSE_WORDS, "reject")})
-        known = label.notna()
-        fix = "use true / false (or 是 / 否)"
-    bad = text.notna() & (text != "") & ~known
-    if bad.any():
-        raise InputError(f"unrecognised {column} value(s): {first_few(raw[bad].unique())}.",
-                         source=src, row=first_few(matched.loc[bad, "_row"]), fix=fix)
-    return label.where(known)
-
-
-def _rates(values: pd.Series, name: str, src: str, rows: pd.Series, notes: list) -> pd.Series:
-    """Loss rates as shares 0–1 from ``0.35``, ``35%`` or a column in percent (``35``)."""
-    text = values.astype("string").str.strip()
-    pct = text.str.endswith("%").fillna(False)
-    num = pd.to_numeric(text.str.rstrip("%").str.strip(), errors="coerce").astype(float)
-    bad = text.notna() & (text != "") & num.isna()
-    if bad.any():
-        raise InputError(f"{name} is not a number: {first_few(values[bad].unique())}.", source=src,
-                         row=first_few(rows[bad]), fix="write loss rates as 0.35 or 35%")
-    num = num.where(~pct, num / 100)
-    if ((num < 0) | (num > 100)).any():
-        raise InputError(f"{name} outside 0–1 (or 0–100 %).", source=src,
-                         row=first_few(rows[(num < 0) | (num > 100)]), fix="write 0.35 or 35%")
-    if (num > 1).any():  # a rate above 1 is impossible: the column is in percent
-        notes.append(f"{name} read as percent (values above 1)")
-        num = num.where(pct, num / 100)
-    return num
-
-
-# --- verdicts -------------------------------------------------------------------------------------
 def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> pd.DataFrame:
     """Reliability table: ``bins`` equal-width confidence bins on [0, 1] (the last one closed).
 
@@ -291,14 +175,14 @@ def evaluate_verdicts(verdicts: pd.DataFrame, truth: pd.DataFrame, *, by: str | 
     (0.75, 0.5, 1, 0.25)
     """
     notes: list[str] = []
-    tsrc, vsrc = _source(truth, "truth table"), _source(verdicts, "verdicts")
-    t = _prepared(truth, tsrc, ["parcel_id"], TRUTH_ALIASES)
+    tsrc, vsrc = source_of(truth, "truth table"), source_of(verdicts, "verdicts")
+    t = prepared_table(truth, tsrc, ["parcel_id"], TRUTH_ALIASES)
     column = next((c for c in VERDICT_TRUTH if c in t.columns), None)
     if column is None:
         raise InputError(f"no truth column (headers: {', '.join(map(str, truth.columns))}).",
                          source=tsrc, fix="add inspected_status (green / yellow / red), "
                                           "declaration_true (true / false) or crop")
-    v = _prepared(verdicts, vsrc, ["parcel_id"]).drop(columns="_row")
+    v = prepared_table(verdicts, vsrc, ["parcel_id"]).drop(columns="_row")
     if "status" not in v.columns:
         raise InputError("no status column.", source=vsrc, fix="pass the verdicts agri3s wrote")
     v["status"] = v["status"].astype("string").str.strip().str.lower().fillna("(blank)")
@@ -312,9 +196,9 @@ def evaluate_verdicts(verdicts: pd.DataFrame, truth: pd.DataFrame, *, by: str | 
                                           "parcel_id"]),
                          fix="pass the verdicts agri3s wrote (confidence is a probability)")
     statuses = _statuses(v["status"], VERDICT_ORDER)
-    m, unmatched = _match(v, t, ["parcel_id"], [column, "_row"])
+    m, unmatched = match_truth(v, t, ["parcel_id"], [column, "_row"])
     m = m.rename(columns={"truth__row": "_row"})
-    m["truth"] = _labels(m, column, tsrc)
+    m["truth"] = truth_labels(m, column, tsrc)
     blank = m["truth"].isna()
     truth_blank = m.loc[blank, "parcel_id"].astype(str).tolist()
     m = m[~blank].reset_index(drop=True)
@@ -399,12 +283,12 @@ def evaluate_claims(claims: pd.DataFrame, truth: pd.DataFrame, *, by: str | None
     (0.125, -0.125, 0.5)
     """
     notes: list[str] = []
-    tsrc, csrc = _source(truth, "truth table"), _source(claims, "claims")
+    tsrc, csrc = source_of(truth, "truth table"), source_of(claims, "claims")
     t = pd.DataFrame(truth).rename(columns=find_columns(
         [c for c in truth.columns if c != "_row"], TRUTH_ALIASES))
     key = ["parcel_id", "event_id"] if {"event_id"} <= set(t.columns) & set(claims.columns) \
         else ["parcel_id"]
-    t = _prepared(t, tsrc, key, fix="keep one row per parcel" + (" and event" if key[1:] else ""))
+    t = prepared_table(t, tsrc, key, fix="keep one row per parcel" + (" and event" if key[1:] else ""))
     cols = [c for c in TRUTH_ALIASES if c in t.columns and c not in key]
     rates = [c for c in CLAIM_TRUTH if c in t.columns]
     if not rates:
@@ -412,9 +296,9 @@ def evaluate_claims(claims: pd.DataFrame, truth: pd.DataFrame, *, by: str | None
                          f"{', '.join(map(str, truth.columns))}).", source=tsrc,
                          fix="add the inspected loss rate as loss_rate (损失率) or parcel_loss_rate")
     for col in rates + (["damaged_area_mu"] if "damaged_area_mu" in t.columns else []):
-        t[col] = (_rates(t[col], col, tsrc, t["_row"], notes) if col in rates
+        t[col] = (loss_rates(t[col], col, tsrc, t["_row"], notes) if col in rates
                   else to_number(t[col]))
-    c = _prepared(claims, csrc, key, fix="add event_id to the truth table: the claims hold several "
+    c = prepared_table(claims, csrc, key, fix="add event_id to the truth table: the claims hold several "
                                          "events per parcel").drop(columns="_row")
     if "status" not in c.columns:
         raise InputError("no status column.", source=csrc, fix="pass the claims agri3s wrote")
@@ -425,7 +309,7 @@ def evaluate_claims(claims: pd.DataFrame, truth: pd.DataFrame, *, by: str | None
     if "payout_threshold" not in c.columns:
         notes.append("no payout_threshold column in the claims: no payout figures")
     statuses = _statuses(c["status"], CLAIM_ORDER)
-    m, unmatched = _match(c, t, key, cols)
+    m, unmatched = match_truth(c, t, key, cols)
     basis = rates[0]
     figures = lambda part: _claim_figures(part, statuses, basis)  # noqa: E731
     out = {"kind": "claims", "basis": basis, "statuses": statuses, "n_results": len(c),
@@ -487,14 +371,14 @@ def fit_confidence_calibration(result: str | Path, truth: str | Path, path: str 
     if "p_declared" not in verdicts.columns:
         raise InputError("the verdicts have no p_declared column.", source=result,
                          fix="pass verdicts written by this version of agri3s underwrite")
-    t = _prepared(read_truth(truth), str(truth), ["parcel_id"], TRUTH_ALIASES)
+    t = prepared_table(read_truth(truth), str(truth), ["parcel_id"], TRUTH_ALIASES)
     column = next((c for c in VERDICT_TRUTH if c in t.columns), None)
     if column is None:
         raise InputError("no truth column.", source=truth,
                          fix="add inspected_status, declaration_true or crop")
-    v = _prepared(verdicts, str(result), ["parcel_id"]).drop(columns="_row")
-    m, _ = _match(v, t, ["parcel_id"], [column, "_row"])
-    label = _labels(m, column, str(truth))
+    v = prepared_table(verdicts, str(result), ["parcel_id"]).drop(columns="_row")
+    m, _ = match_truth(v, t, ["parcel_id"], [column, "_row"])
+    label = truth_labels(m, column, str(truth))
     p = pd.to_numeric(m["p_declared"], errors="coerce")
     use = label.isin(["accept", "reject"]) & p.notna()
     if use.sum() < 30:

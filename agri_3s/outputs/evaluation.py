@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..decisions.evaluate import first_few
+from ..decisions.inspections import first_few
 from .export import write_json, write_table
 
 
