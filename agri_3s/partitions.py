@@ -187,6 +187,12 @@ def sub_cube(cube: xr.Dataset, rows: tuple[int, int], cols: tuple[int, int]) -> 
     return sub
 
 
+#: Per seam pixel (a one-pixel row of the engine), the statistics that add up as weighted
+#: means over a parcel's pooled pixels; the key's row array holds the variable's values.
+SEAM_VARS = {"seam_ndvi": "ndvi_mean", "seam_vegetated": "vegetated_fraction",
+             "seam_water": "water_fraction", "seam_green": "green_mean"}
+
+
 def run_partition(cube: xr.Dataset, part: Partition, parcels: gpd.GeoDataFrame,
                   params: SeriesParams = SeriesParams(),
                   progress: Callable[[int, int], None] | None = None) -> dict:
@@ -197,8 +203,8 @@ def run_partition(cube: xr.Dataset, part: Partition, parcels: gpd.GeoDataFrame,
     (parcel, time) array per statistic; ``owned`` (positions of the parcels whose first pixel
     lies here) with their ``full_pixels``, ``pixel_rule`` (codes of :data:`RULES`) and
     ``weight_sum``; and the ``seam_*`` rows (one per pixel here of a parcel crossing the cell's
-    edge: ``seam_parcel``, ``seam_weight``, ``seam_ndvi``, ``seam_vegetated``, ``seam_water``
-    per date, NaN where not clear); ``attrs`` are the engine's.
+    edge: ``seam_parcel``, ``seam_weight`` and the :data:`SEAM_VARS` per date, NaN where not
+    clear); ``attrs`` are the engine's.
     """
     geobox = cube.odc.geobox
     (h, w), d = geobox.shape, params.dilation_px
@@ -251,7 +257,7 @@ def run_partition(cube: xr.Dataset, part: Partition, parcels: gpd.GeoDataFrame,
     if shape[0] == 0:  # only parcels without pixels here
         empty = np.empty((0, times), np.float32)
         out.update({k: empty for k in params.stats})
-        out.update(seam_ndvi=empty, seam_vegetated=empty, seam_water=empty)
+        out.update(dict.fromkeys(SEAM_VARS, empty))
         out["attrs"] = {}
         return out
     # a seam pixel alone is below min_clear_weight: the engine keeps every clear value (any
@@ -266,8 +272,7 @@ def run_partition(cube: xr.Dataset, part: Partition, parcels: gpd.GeoDataFrame,
             v[low] = np.nan
         out[k] = v
     clear = series["n_pixels"].values[n_int:] > 0
-    for k, var in (("seam_ndvi", "ndvi_mean"), ("seam_vegetated", "vegetated_fraction"),
-                   ("seam_water", "water_fraction")):
+    for k, var in SEAM_VARS.items():
         v = (np.ascontiguousarray(series[var].values[n_int:]) if var in series
              else np.full((n_seam, times), np.nan, np.float32))
         v[~clear] = np.nan
@@ -302,8 +307,7 @@ def assemble(parts: Iterator[dict], parcel_id: np.ndarray, times: np.ndarray,
         rule[part["owned"]] = part["owned_pixel_rule"]
         total[part["owned"]] = part["owned_weight_sum"]
         if len(part["seam_parcel"]):
-            seams.append({k: part[k] for k in ("seam_parcel", "seam_weight", "seam_ndvi",
-                                               "seam_vegetated", "seam_water")})
+            seams.append({k: part[k] for k in ("seam_parcel", "seam_weight", *SEAM_VARS)})
         attrs = attrs or part["attrs"]
     if seams:
         _combine_seams({k: np.concatenate([s[k] for s in seams]) for k in seams[0]}, out,
@@ -331,11 +335,8 @@ def _combine_seams(s: dict, out: dict, total: np.ndarray, params: SeriesParams) 
         cw = np.bincount(g, wc, minlength=n)
         ok = cw >= params.min_clear_weight
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = {"ndvi_mean": np.bincount(g, wc * vc, minlength=n) / cw,
-                     "vegetated_fraction": np.bincount(g, wc * s["seam_vegetated"][clear, t],
-                                                       minlength=n) / cw,
-                     "water_fraction": np.bincount(g, wc * s["seam_water"][clear, t],
-                                                   minlength=n) / cw}
+            ratio = {var: np.bincount(g, wc * s[k][clear, t], minlength=n) / cw
+                     for k, var in SEAM_VARS.items()}
             q = weighted_quantiles(g, vc, wc, n)
             cf = np.where(tot > 0, cw / np.where(tot > 0, tot, 1.0), np.nan)
         for k in params.stats:

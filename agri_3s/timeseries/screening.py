@@ -4,9 +4,10 @@ Sen2Cor's SCL misses thin clouds, haze and the shadows of small clouds; on a par
 one look whose NDVI drops sharply and is back on the next look — something no crop does (a
 harvest, a mowing or a flood does not recover within days). Sen4CAP / Sen2-Agri and Sentinel
 Hub's area monitoring screen such looks in time; so does :func:`screen_looks`, and where the
-series carries the blue band (``blue_mean``), a look much brighter in blue than both its
-neighbours is dropped too (clouds and haze are bright in blue; soil after a harvest stays
-bright on the next look as well, so a real change is not screened).
+series carries the blue band (``blue_mean``; else the green band, ``green_mean``, which the
+local engine gives), a look much brighter than both its neighbours is dropped too (clouds and
+haze are bright in blue and green; soil after a harvest stays bright on the next look as well,
+so a real change is not screened).
 
 Each look gets a flag (``look_flag``, CF ``flag_values`` / ``flag_meanings``), so the series says
 which looks were dropped and why; decisions use only ``look_flag == 0``.
@@ -24,9 +25,12 @@ from ..blocks import for_blocks
 #: ``look_flag`` values, in order: 0 a clear look, used; 1 masked as cloud, shadow or snow by the
 #: scene classification (or too little of the parcel clear); 2 no data (outside the imagery,
 #: no pixels); 3 a transient NDVI drop that recovers (cloud or shadow the SCL called clear);
-#: 4 much brighter in blue than both neighbouring looks (haze or cloud the SCL called clear).
-LOOK_FLAGS = ("clear", "masked", "no_data", "ndvi_dip", "blue_bright")
-CLEAR, MASKED, NO_DATA, NDVI_DIP, BLUE_BRIGHT = range(len(LOOK_FLAGS))
+#: 4 much brighter in blue (or, without a blue band, green) than both neighbouring looks (haze
+#: or cloud the SCL called clear).
+LOOK_FLAGS = ("clear", "masked", "no_data", "ndvi_dip", "bright")
+CLEAR, MASKED, NO_DATA, NDVI_DIP, BRIGHT = range(len(LOOK_FLAGS))
+#: The band of the brightness check, first found: mean reflectance variables of the series.
+BRIGHTNESS_BANDS = ("blue_mean", "green_mean")
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,10 @@ class ScreenRules:
     #: … with both neighbours within this many days, and the look after back to within half
     #: the drop of the look before (a mown meadow or a harvest stays low on the next look).
     max_neighbour_days: float = 16.0
-    #: Blue reflectance this much above both neighbours' marks haze or cloud.
-    blue_excess: float = 0.04
+    #: Blue (or green) reflectance this much above both neighbours' marks haze or cloud. On
+    #: the Kenya fields' real series a green check at 0.04 flags 83 % of the looks the blue
+    #: check flags, and 21 more (of 14,000 clear looks).
+    bright_excess: float = 0.04
 
 
 #: Parcels screened at a time: the (parcel × time) temporaries stay a few tens of MB.
@@ -62,8 +68,8 @@ def _neighbours(clear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _transients(values: np.ndarray, clear: np.ndarray, days: np.ndarray, rules: ScreenRules,
-                blue: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(NDVI dips, blue-bright looks) among the clear looks, judged against their neighbours."""
+                brightness: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(NDVI dips, bright looks) among the clear looks, judged against their neighbours."""
     n_t = values.shape[1]
     prev, nxt = _neighbours(clear)
     has = (prev >= 0) & (nxt < n_t) & clear
@@ -78,9 +84,9 @@ def _transients(values: np.ndarray, clear: np.ndarray, days: np.ndarray, rules: 
         dip = near & (drop > rules.dip_ndvi) & (drop > rules.dip_share * level) \
             & (np.abs(y_n - y_p) < 0.5 * drop)
         bright = np.zeros_like(dip)
-        if blue is not None:
-            b_ref = np.maximum(blue[rows, p], blue[rows, q])
-            bright = near & (blue - b_ref > rules.blue_excess) & ~dip
+        if brightness is not None:
+            ref = np.maximum(brightness[rows, p], brightness[rows, q])
+            bright = near & (brightness - ref > rules.bright_excess) & ~dip
     return dip, bright
 
 
@@ -99,7 +105,8 @@ def screen_looks(series: xr.Dataset, rules: ScreenRules = ScreenRules()) -> xr.D
     [[0, 0, 3, 0, 0]]
     """
     values, cf = series["ndvi_mean"].values, series["clear_fraction"].values
-    blue = series["blue_mean"].values if "blue_mean" in series else None
+    band = next((b for b in BRIGHTNESS_BANDS if b in series), None)
+    brightness = None if band is None else series[band].values
     weight = series["weight_sum"].values if "weight_sum" in series.coords else None
     days = ((series["time"].values - series["time"].values[0])
             / np.timedelta64(1, "D")).astype(np.float32)
@@ -119,9 +126,9 @@ def screen_looks(series: xr.Dataset, rules: ScreenRules = ScreenRules()) -> xr.D
         # each the other's neighbour, are not caught — the smoother's robust weights lean on
         # them less)
         dip, bright = _transients(v, f == CLEAR, days, rules,
-                                  None if blue is None else blue[rows])
+                                  None if brightness is None else brightness[rows])
         f[dip] = NDVI_DIP
-        f[bright] = BLUE_BRIGHT
+        f[bright] = BRIGHT
 
     for_blocks(screen, len(values), CHUNK)
     counts = {name: int((flag == k).sum()) for k, name in enumerate(LOOK_FLAGS) if k}

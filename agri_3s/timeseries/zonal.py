@@ -26,7 +26,7 @@ from scipy import sparse
 
 from ..blocks import local_workers
 from ..errors import ImageryError
-from ..sources.base import NativeWindow
+from ..sources.base import NativeWindow, dn_to_reflectance
 from .indices import dn_normalized_difference
 from .indices import ndvi as ndvi_index
 from .indices import ndwi as ndwi_index
@@ -411,10 +411,13 @@ def weighted_quantiles(group: np.ndarray, values: np.ndarray, weights: np.ndarra
 #: The quantile statistics, in the order of :data:`QUANTILES`.
 QUANTILE_STATS = ("ndvi_p25", "ndvi_p50", "ndvi_p75")
 #: Ratio statistics: which per-parcel sum is divided by the clear weight.
-_SUM_OF = {"ndvi_mean": "sum", "vegetated_fraction": "veg", "water_fraction": "water"}
+_SUM_OF = {"ndvi_mean": "sum", "vegetated_fraction": "veg", "water_fraction": "water",
+           "green_mean": "green"}
 #: Statistics of the parcel-series contract; ``parcel_series(stats=…)`` computes a subset.
 STATS = ("ndvi_mean", "ndvi_p25", "ndvi_p50", "ndvi_p75", "clear_fraction", "n_pixels",
-         "vegetated_fraction", "water_fraction")
+         "vegetated_fraction", "water_fraction", "green_mean")
+#: Statistics of the green band (B03): NaN when the imagery has none.
+GREEN_STATS = ("water_fraction", "green_mean")
 DEFAULT_WINDOW_PX = 1024
 
 
@@ -576,8 +579,10 @@ def _chunk_stats(win: _Window, red, nir, green, scl_blocks: list, dilation_px: i
         clear = clear_mask(win.take(NativeWindow(_plane(scl_blocks[1][1]))), dilation_px=0)
     nir = win.take(NativeWindow(_plane(nir)))
     v = ndvi_index(win.take(NativeWindow(_plane(red))), nir)
-    water = None if green is None else ndwi_index(win.take(NativeWindow(_plane(green))), nir) > 0
-    return _entry_stats(win, v, water, clear, vegetated_ndvi, stats)
+    if green is None:
+        return _entry_stats(win, v, None, clear, vegetated_ndvi, stats)
+    g = win.take(NativeWindow(_plane(green)))
+    return _entry_stats(win, v, ndwi_index(g, nir) > 0, clear, vegetated_ndvi, stats, g)
 
 
 def _direct_stats(win: _Window, reader, t: int, *, geobox: GeoBox, green: bool,
@@ -613,15 +618,20 @@ def _direct_stats(win: _Window, reader, t: int, *, geobox: GeoBox, green: bool,
                             stats)
     nir = dn("nir")
     v = dn_normalized_difference(nir, dn("red"), n)
-    water = (dn_normalized_difference(dn("green"), nir, n) > 0) if green else None
-    return _entry_stats(win, v, water, clear, vegetated_ndvi, stats)
+    if not green:
+        return _entry_stats(win, v, None, clear, vegetated_ndvi, stats)
+    g = dn("green")
+    water = dn_normalized_difference(g, nir, n) > 0
+    return _entry_stats(win, v, water, clear, vegetated_ndvi, stats,
+                        None if g is None else dn_to_reflectance(*g))
 
 
 def _entry_stats(win: _Window, v: np.ndarray, water: np.ndarray | None, clear_px: np.ndarray,
-                 vegetated_ndvi: float, stats: tuple[str, ...]) -> dict:
-    """Additive sums for one window and date from its entries' NDVI (``v``), open-water flags
-    and clear flags (+ finished quantiles of parcels wholly inside, and the raw clear entries of
-    parcels that continue in other windows)."""
+                 vegetated_ndvi: float, stats: tuple[str, ...],
+                 green: np.ndarray | None = None) -> dict:
+    """Additive sums for one window and date from its entries' NDVI (``v``), open-water flags,
+    green reflectance and clear flags (+ finished quantiles of parcels wholly inside, and the
+    raw clear entries of parcels that continue in other windows)."""
     clear = clear_px & np.isfinite(v)
     n = len(win.parcels)
     out = {"clear": win.sums(clear.astype(np.float64)),
@@ -630,6 +640,8 @@ def _entry_stats(win: _Window, v: np.ndarray, water: np.ndarray | None, clear_px
         out["veg"] = win.sums((clear & (v >= vegetated_ndvi)).astype(np.float64))
     if "water_fraction" in stats and water is not None:
         out["water"] = win.sums((clear & water).astype(np.float64))
+    if "green_mean" in stats and green is not None:
+        out["green"] = win.sums(np.where(clear, np.nan_to_num(green), 0.0))
     if any(q in stats for q in QUANTILE_STATS):
         done = clear & win.whole[win.entry_parcel]
         out["q"] = weighted_quantiles(win.entry_parcel[done], v[done], win.entry_weight[done], n)
@@ -641,7 +653,7 @@ def _entry_stats(win: _Window, v: np.ndarray, water: np.ndarray | None, clear_px
 def _combine_date(parts: list[dict], windows: list[_Window], n: int) -> dict:
     """Sum the windows' partial results of one date into per-parcel totals (only the sums the
     statistics asked for: these wait in memory for the rest of their batch)."""
-    sums = ("clear", "sum", "veg", "water")
+    sums = ("clear", "sum", "veg", "water", "green")
     tot = {k: np.zeros(n) for k in sums if any(k in part for part in parts)}
     raw = []
     if any("q" in part for part in parts):
@@ -752,7 +764,9 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
     ``ndvi_p25/p50/p75`` (weighted quantiles, see :func:`weighted_quantiles`),
     ``clear_fraction`` (share of the parcel's weight that is clear), ``n_pixels`` (clear
     pixel-equivalents: the sum of clear weights), ``vegetated_fraction`` (share of clear weight
-    with NDVI ≥ ``vegetated_ndvi``), ``water_fraction`` (share of clear weight with NDWI > 0).
+    with NDVI ≥ ``vegetated_ndvi``), ``water_fraction`` (share of clear weight with NDWI > 0),
+    ``green_mean`` (weighted mean green reflectance over clear pixels: the look screen's
+    brightness check for haze the SCL calls clear).
     ``stats`` selects a subset (``clear_fraction`` and ``n_pixels`` are always given).
     A parcel-date with less than ``min_clear_weight`` clear pixel-equivalents gets NaN.
 
@@ -777,7 +791,7 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
                            "recompute them with pixel_weights(parcels, cube.odc.geobox).")
     n, n_t = weights.matrix.shape[0], cube.sizes["time"]
     stats = tuple(dict.fromkeys((*stats, "clear_fraction", "n_pixels")))
-    green = "water_fraction" in stats and "green" in cube
+    green = any(k in stats for k in GREEN_STATS) and "green" in cube
     split, graph, window_task = _window_jobs(cube, weights, green, dilation_px, vegetated_ndvi,
                                              stats)
     name = f"agri3s-series-{uuid.uuid4().hex}"
@@ -800,7 +814,8 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
     out = {k: np.full((n_t, n), np.nan, np.float32) for k in STATS if k in stats}
     total = weights.weight_sum
     # a date's combined sums (8 bytes a parcel each) wait in memory for the end of its batch
-    n_sums = 2 + ("vegetated_fraction" in stats) + green + 3 * any(
+    n_sums = 2 + ("vegetated_fraction" in stats) + green * sum(
+        k in stats for k in GREEN_STATS) + 3 * any(
         q in stats for q in QUANTILE_STATS)
     batch = dates_per_batch or int(np.clip(BATCH_RESULT_BYTES // (8 * n_sums * max(n, 1)),
                                            4, 64))
@@ -819,8 +834,8 @@ def parcel_series(cube: xr.Dataset, weights: PixelWeights, *, stats: tuple[str, 
             cw = tot.get("clear", np.zeros(n))  # no window at all: nothing is clear
             ok = cw >= min_clear_weight
             for k in out if ok.any() else ():
-                if k in ("clear_fraction", "n_pixels") or (k == "water_fraction" and not green):
-                    continue  # (water stays NaN without a green band)
+                if k in ("clear_fraction", "n_pixels") or (k in GREEN_STATS and not green):
+                    continue  # (water and green stay NaN without a green band)
                 if k in QUANTILE_STATS:
                     np.copyto(out[k][t], tot["q"][:, QUANTILE_STATS.index(k)], where=ok)
                 else:

@@ -185,7 +185,7 @@ def test_job_file_settings_reach_the_job(tmp_path, monkeypatch):
     pipeline.run_job(job)
     assert (seen["rules"].min_observations, seen["rules"].min_clear_fraction) == (4, 0.5)
     assert (seen["screen"].dip_ndvi, seen["screen"].min_clear_fraction) == (0.2, 0.5)
-    assert seen["screen"].blue_excess == 0.04  # ScreenRules' default, untouched
+    assert seen["screen"].bright_excess == 0.04  # ScreenRules' default, untouched
     assert (seen["encoding"], seen["layer"], seen["columns"]) == ("gbk", "wheat",
                                                                   {"田块代码": "parcel_id"})
     job = _job(tmp_path, "[rules]\nmin_clear_fraction = 0.5\n[screen]\nmin_clear_fraction = 0.7\n")

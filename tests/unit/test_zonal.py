@@ -212,6 +212,8 @@ def test_series_equal_brute_force_mean_with_clouds():
             if wc.sum() >= 0.5:
                 assert s["water_fraction"].values[i, t] == pytest.approx(
                     np.sum(wc * water) / wc.sum(), rel=1e-5)
+                assert s["green_mean"].values[i, t] == pytest.approx(
+                    np.sum(wc * green[t].ravel()) / wc.sum(), rel=1e-5)
 
 
 def test_weighted_quantiles_match_numpy_inverted_cdf_for_equal_weights():
