@@ -8,15 +8,14 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from agri_3s.sources.base import cube_from_arrays
-from agri_3s.timeseries.zonal import (
+from agri_3s.timeseries.weights import (
     _coverage,
     _inward_rings,
     coverage_fractions,
     coverage_table,
-    parcel_series,
     pixel_weights,
-    weighted_quantiles,
 )
+from agri_3s.timeseries.zonal import parcel_series, weighted_quantiles
 
 
 def _grid(res=(10.0, 10.0), shape=(30, 40)):
@@ -136,7 +135,7 @@ def test_weights_do_not_depend_on_how_parcels_are_chunked(rule, monkeypatch):
     (rows in parcel order, per-parcel flags) for ordinary, tiny, empty and off-grid parcels."""
     import dask
 
-    from agri_3s.timeseries import zonal
+    from agri_3s.timeseries import weights as weights_module
 
     rng = np.random.default_rng(5)
     geoms = [_random_quad(rng, 500000 + rng.uniform(40, 360), 4000000 - rng.uniform(40, 260),
@@ -147,7 +146,7 @@ def test_weights_do_not_depend_on_how_parcels_are_chunked(rule, monkeypatch):
                            geometry=geoms, crs=32650)
     with dask.config.set(num_workers=1):
         one = pixel_weights(gdf, _grid(), rule=rule)
-    monkeypatch.setattr(zonal, "PARCELS_PER_CHUNK", 3)
+    monkeypatch.setattr(weights_module, "PARCELS_PER_CHUNK", 3)
     with dask.config.set(num_workers=2):
         chunked = pixel_weights(gdf, _grid(), rule=rule)
     # (the column suffix sums run over a whole chunk: the last bits may differ)

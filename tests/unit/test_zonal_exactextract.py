@@ -28,7 +28,8 @@ from odc.geo.geobox import GeoBox
 from agri_3s.sources.base import cube_from_arrays
 from agri_3s.sources.local import LocalSource
 from agri_3s.testing.builders import write_band
-from agri_3s.timeseries.zonal import coverage_table, parcel_series, pixel_weights
+from agri_3s.timeseries.weights import coverage_table
+from agri_3s.timeseries.zonal import parcel_series, pixel_weights
 
 exactextract = pytest.importorskip("exactextract")
 from exactextract.raster import NumPyRasterSource  # noqa: E402 (after the importorskip)
