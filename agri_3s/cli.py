@@ -1,5 +1,5 @@
 """The ``agri3s`` command (DESIGN.md). Exit codes: 0 done, 1 failed, 2 bad input (usage errors
-included: one or two lines with the fix, no traceback)."""
+included: one or two lines with the fix, no traceback), 130 interrupted (Ctrl-C: one line)."""
 
 from __future__ import annotations
 
@@ -444,12 +444,23 @@ def _bad_input(problem: str, fix: str) -> None:
         err.print(f"Fix: {escape(fix)}", soft_wrap=True, highlight=False)
 
 
+#: Exit status of a run stopped with Ctrl-C: 128 + SIGINT, what shells report for it.
+INTERRUPTED = 130
+
+
+def _interrupted() -> int:
+    err.print("interrupted (Ctrl-C). Run the same command again: underwrite, assess and run "
+              "resume from their checkpoints.", soft_wrap=True, highlight=False)
+    return INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: maps errors to exit codes (0 done, 1 failed, 2 bad input).
+    """Entry point: maps errors to exit codes (0 done, 1 failed, 2 bad input, 130 interrupted).
 
     Bad input — a usage error (unknown option or command, missing argument, bad value) or an
     :class:`InputError` — prints one line saying what is wrong and one with the fix, no
-    traceback. Usage errors come from typer's own (vendored) click since typer 0.29.
+    traceback. Usage errors come from typer's own (vendored) click since typer 0.29. Ctrl-C
+    prints one line and exits 130, without a traceback.
 
     Examples
     --------
@@ -461,7 +472,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         result = app(args=args, prog_name="agri3s", standalone_mode=False)
+        if result == INTERRUPTED:  # typer turns a KeyboardInterrupt into a silent Exit(130)
+            return _interrupted()
         return result if isinstance(result, int) else 0  # `--help` returns its exit code
+    except KeyboardInterrupt:  # outside typer's own handling (parsing, a typer that re-raises)
+        return _interrupted()
     except InputError as exc:
         _bad_input(exc.problem, exc.fix)
         return 2
@@ -469,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"[red]failed:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
         return 1
     except typer.Exit as exc:
-        return exc.exit_code
+        return _interrupted() if exc.exit_code == INTERRUPTED else exc.exit_code
     except typer.Abort:
         err.print("aborted.")
         return 1

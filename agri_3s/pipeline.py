@@ -356,6 +356,7 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     """
     started = dt.datetime.now(dt.timezone.utc)
     event = event if isinstance(event, Event) else load_event(event)
+    calendars = load_calendars(calendar)  # a bad calendar file is refused before imagery work
     out = Path(out)
     gdf = load_parcels(parcels, crs, columns=columns, encoding=encoding, layer=layer)
     missing = [c for c in CLAIM_COLUMNS if c not in gdf.columns]
@@ -373,7 +374,7 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
                                 progress=progress, log=log, report=partitions)
     metric = gdf.to_crs(metric_crs(gdf))
     estimates = estimate_losses(series, metric, event, params)
-    claims = claims_table(estimates, gdf, event, terms, load_calendars(calendar), params)
+    claims = claims_table(estimates, gdf, event, terms, calendars, params)
     rejected = (gdf["validity"] == "rejected").to_numpy()
     claims.loc[rejected, "status"] = "invalid"
     for col in ("reasons", "reasons_zh", "reasons_en"):

@@ -12,10 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..tomlfile import read_toml
+from ..tomlfile import check_keys, read_toml
 from ..types import Season
 
 BUILTIN = Path(__file__).resolve().parents[1] / "data" / "crop_calendars.toml"
+#: The keys of a calendar entry ``[crop.region]`` and of one of its ``stages``: a misspelt one
+#: (``peak_ndvi_mn``) is refused, never left to a default.
+ENTRY_KEYS = ("name_zh", "name_en", "sowing", "emergence", "peak", "harvest", "peak_ndvi_min",
+              "stages")
+STAGE_KEYS = ("name", "name_zh", "start", "share")
 
 
 def _md(text: str, where: str) -> tuple[int, int]:
@@ -91,6 +96,12 @@ class CropCalendar:
 
 def _parse(crop: str, region: str, entry: dict, source: Path) -> CropCalendar:
     where = f"{source} [{crop}.{region}]"
+    if isinstance(entry, dict):
+        check_keys(entry, ENTRY_KEYS, where=f"[{crop}.{region}]", source=source)
+        for n, stage in enumerate(entry.get("stages") or [], 1):
+            if isinstance(stage, dict):
+                check_keys(stage, STAGE_KEYS, where=f"stage {n} of [{crop}.{region}]",
+                           source=source)
     try:
         windows = {k: Window(_md(entry[k][0], where), _md(entry[k][1], where))
                    for k in ("sowing", "emergence", "peak", "harvest")}

@@ -43,7 +43,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import InputError
-from ..tomlfile import read_toml
+from ..tomlfile import check_keys, read_toml
 from .arrays import nan_median, nan_quantiles, nan_reduce
 from .canopy import last_looks, own_soil_levels, past_season_change
 from .neighbours import (
@@ -57,6 +57,8 @@ from .neighbours import (
 from .reason_arrays import BatchReasons
 
 EVENT_TYPES = ("hail", "flood", "drought", "lodging", "freeze")
+#: The keys of an event file: a misspelt one (``foot_print``) is refused, never ignored.
+EVENT_KEYS = ("id", "type", "date", "start", "end", "footprint", "crops")
 #: Parcels per block of the estimate (bounds the neighbours × dates working arrays).
 CHUNK = 65_536
 
@@ -83,6 +85,7 @@ def load_event(path: str | Path) -> Event:
     ``footprint`` polygon file relative to the TOML, optional ``crops``)."""
     path = Path(path)
     data = read_toml(path, "event file")
+    check_keys(data, EVENT_KEYS, where="the event file", source=path)
     for key in ("id", "type"):
         if key not in data:
             raise InputError(f"the event has no '{key}'.", source=path,

@@ -17,10 +17,10 @@ It serves a local archive in agri_3s's layout (read with :mod:`agri_3s.sources.l
   layout sentinelhub-py's ``AwsBatchStatisticalResults`` reads) into a local folder standing
   in for the S3 bucket (``s3://<bucket>/<key>`` ↔ ``bucket_root/<bucket>/<key>``).
 
-Statistical and Batch Statistical request bodies are checked against the fields of the
-published OpenAPI schema that agri_3s relies on (:data:`STATISTICAL_REQUEST`,
-:data:`BATCH_STATISTICAL_REQUEST`, transcribed — the schema itself is not vendored); a body
-that breaks them gets the service's 400 ``COMMON_BAD_PAYLOAD`` naming the field.
+Statistical and Batch Statistical request bodies are validated (jsonschema) against the fields
+of the published OpenAPI schema that agri_3s relies on, transcribed in
+``tests/data/sentinelhub_statistical_request.schema.json`` (the schema itself is not vendored);
+a body that breaks them gets the service's 400 ``COMMON_BAD_PAYLOAD`` naming the field.
 
 The fake cannot run evalscripts: it recognises agri_3s's own (marker comments
 ``// agri_3s:cube v1 bands=...`` and ``// agri_3s:ndvi-stats v1``) and computes the same thing
@@ -153,88 +153,36 @@ def apply_stats_fault(response: dict, fault: Fault) -> dict:
 
 
 # --------------------------------------------------------------------------- request schemas
-# Transcribed from Sentinel Hub's published OpenAPI schema (components StatisticalRequest,
-# BatchStatisticalRequest, StatisticalRequestAggregation, CalculationDefinition,
-# StatisticsDefinition: "Percentiles definition as array of values between [0,1]", items
-# minimum 0, maximum 1), https://docs.sentinel-hub.com/api/latest/reference/ — only the fields
-# agri_3s sends; its licence is not stated, so it is not vendored whole.
+# The fields of Sentinel Hub's published OpenAPI schema that agri_3s relies on, transcribed into
+# tests/data/sentinelhub_statistical_request.schema.json (its licence is not stated, so it is not
+# vendored whole); bodies are validated with the jsonschema library, draft 2020-12.
 
-_TIME_RANGE = {"type": "object", "required": ["from", "to"],
-               "properties": {"from": {"type": "string"}, "to": {"type": "string"}}}
-_S3 = {"type": "object", "required": ["s3"], "properties": {
-    "s3": {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}}}}}
-_DATA = {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {
-    "type": {"type": "string"},
-    "dataFilter": {"type": "object", "properties": {
-        "timeRange": _TIME_RANGE,
-        "mosaickingOrder": {"enum": ["mostRecent", "leastRecent", "leastCC"]}}},
-    "processing": {"type": "object", "properties": {"harmonizeValues": {"type": "boolean"}}}}}}
-_AGGREGATION = {"type": "object", "required": ["timeRange", "aggregationInterval", "evalscript"],
-                "properties": {
-                    "timeRange": _TIME_RANGE,
-                    "aggregationInterval": {"type": "object", "required": ["of"],
-                                            "properties": {"of": {"type": "string"}}},
-                    "evalscript": {"type": "string"},
-                    "resx": {"type": "number"}, "resy": {"type": "number"},
-                    "width": {"type": "integer"}, "height": {"type": "integer"}}}
-_CALCULATIONS = {"type": "object", "additionalProperties": {"type": "object", "properties": {
-    "statistics": {"type": "object", "additionalProperties": {"type": "object", "properties": {
-        "percentiles": {"type": "object", "properties": {
-            "k": {"type": "array", "items": {"type": "number", "minimum": 0,
-                                             "maximum": 1}}}}}}}}}}
-STATISTICAL_REQUEST = {"type": "object", "required": ["input", "aggregation"], "properties": {
-    "input": {"type": "object", "required": ["bounds", "data"], "properties": {
-        "bounds": {"type": "object", "properties": {
-            "bbox": {"type": "array", "items": {"type": "number"}},
-            "geometry": {"type": "object", "required": ["type", "coordinates"]},
-            "properties": {"type": "object", "properties": {"crs": {"type": "string"}}}}},
-        "data": _DATA}},
-    "aggregation": _AGGREGATION, "calculations": _CALCULATIONS}}
-BATCH_STATISTICAL_REQUEST = {
-    "type": "object", "required": ["input", "aggregation", "output"], "properties": {
-        "input": {"type": "object", "required": ["features", "data"],
-                  "properties": {"features": _S3, "data": _DATA}},
-        "aggregation": _AGGREGATION, "calculations": _CALCULATIONS, "output": _S3}}
+REQUEST_SCHEMA_FILE = (Path(__file__).resolve().parents[1] / "data"
+                       / "sentinelhub_statistical_request.schema.json")
+REQUEST_SCHEMAS: dict = json.loads(REQUEST_SCHEMA_FILE.read_text(encoding="utf-8"))
+#: Entry points of :data:`REQUEST_SCHEMAS` (``$defs`` names) for :func:`schema_errors`.
+STATISTICAL_REQUEST = "StatisticalRequest"
+BATCH_STATISTICAL_REQUEST = "BatchStatisticalRequest"
 
 
-def _k_up_to(schema: dict, maximum: float) -> dict:
-    """``schema`` with ``percentiles.k`` allowed up to ``maximum`` (a service reading percent)."""
-    out = copy.deepcopy(schema)
-    stats = out["properties"]["calculations"]["additionalProperties"]["properties"]
-    k = stats["statistics"]["additionalProperties"]["properties"]["percentiles"]
-    k["properties"]["k"]["items"]["maximum"] = maximum
+def _k_up_to(schemas: dict, maximum: float) -> dict:
+    """``schemas`` with ``percentiles.k`` allowed up to ``maximum`` (a service reading percent)."""
+    out = copy.deepcopy(schemas)
+    stats = out["$defs"]["Calculations"]["additionalProperties"]["properties"]["statistics"]
+    k = stats["additionalProperties"]["properties"]["percentiles"]["properties"]["k"]
+    k["items"]["maximum"] = maximum
     return out
 
 
-_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool,
-          "number": (int, float), "integer": int}
+def schema_errors(value, request: str, schemas: dict = REQUEST_SCHEMAS) -> list[str]:
+    """Where ``value`` breaks the ``request`` body schema (``$.path: message``, sorted); [] if
+    valid. Validated by :mod:`jsonschema` (draft 2020-12), the schema itself checked first."""
+    import jsonschema
 
-
-def schema_errors(value, schema: dict, path: str = "$") -> list[str]:
-    """Where ``value`` breaks ``schema`` (the JSON Schema keywords the schemas above use)."""
-    errors = []
-    kind = schema.get("type")
-    if kind and (not isinstance(value, _TYPES[kind])
-                 or (kind in ("number", "integer") and isinstance(value, bool))):
-        return [f"{path}: expected {kind}, got {type(value).__name__}"]
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{path}: {value!r} is not one of {schema['enum']}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            errors.append(f"{path}: {value} is less than the minimum {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            errors.append(f"{path}: {value} is greater than the maximum {schema['maximum']}")
-    if isinstance(value, dict):
-        errors += [f"{path}.{k}: required" for k in schema.get("required", []) if k not in value]
-        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
-        for k, v in value.items():
-            sub = props.get(k, extra if isinstance(extra, dict) else None)
-            if sub is not None:
-                errors += schema_errors(v, sub, f"{path}.{k}")
-    if isinstance(value, list) and "items" in schema:
-        for i, v in enumerate(value):
-            errors += schema_errors(v, schema["items"], f"{path}[{i}]")
-    return errors
+    schema = {**schemas, "$ref": f"#/$defs/{request}"}
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    return sorted(f"{e.json_path}: {e.message}" for e in validator.iter_errors(value))
 
 
 def _parse_time(text: str) -> dt.datetime:
@@ -626,9 +574,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _statistics(self, method, path, body):
         q = json.loads(body)
-        schema = (STATISTICAL_REQUEST if self.fake.percentile_scale == 1
-                  else _k_up_to(STATISTICAL_REQUEST, self.fake.percentile_scale))
-        bad = schema_errors(q, schema)
+        schemas = (REQUEST_SCHEMAS if self.fake.percentile_scale == 1
+                   else _k_up_to(REQUEST_SCHEMAS, self.fake.percentile_scale))
+        bad = schema_errors(q, STATISTICAL_REQUEST, schemas)
         if bad:
             return 400, _sh_error(400, "; ".join(bad)), "application/json"
         if STATS_MARKER not in q["aggregation"]["evalscript"]:

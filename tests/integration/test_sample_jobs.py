@@ -16,6 +16,8 @@ from tests.export_schemas import validate_folder
 
 WHEAT_SEASON = "2024-10-01/2025-06-15"
 MAIZE_SEASON = "2025-06-10/2025-10-10"
+#: Every export format, so each is validated against its schema below.
+FORMATS = (".csv", ".geojson", ".gpkg", ".parquet")
 
 
 @pytest.fixture(scope="module")
@@ -26,25 +28,25 @@ def truth(sample):
 @pytest.fixture(scope="module")
 def wheat(sample, tmp_path_factory):
     return underwrite(sample.parcels_wheat, f"local:{sample.imagery}", WHEAT_SEASON,
-                      out=tmp_path_factory.mktemp("wheat"))
+                      out=tmp_path_factory.mktemp("wheat"), formats=FORMATS)
 
 
 @pytest.fixture(scope="module")
 def maize(sample, tmp_path_factory):
     return underwrite(sample.parcels_maize, f"local:{sample.imagery}", MAIZE_SEASON,
-                      out=tmp_path_factory.mktemp("maize"))
+                      out=tmp_path_factory.mktemp("maize"), formats=FORMATS)
 
 
 @pytest.fixture(scope="module")
 def hail(sample, tmp_path_factory):
     return assess(sample.parcels_wheat, f"local:{sample.imagery}", sample.hail_event,
-                  out=tmp_path_factory.mktemp("hail"))
+                  out=tmp_path_factory.mktemp("hail"), formats=FORMATS)
 
 
 @pytest.fixture(scope="module")
 def flood(sample, tmp_path_factory):
     return assess(sample.parcels_maize, f"local:{sample.imagery}", sample.flood_event,
-                  out=tmp_path_factory.mktemp("flood"))
+                  out=tmp_path_factory.mktemp("flood"), formats=FORMATS)
 
 
 #: What an underwriter must get for each kind of parcel: true declarations accepted, false ones
@@ -145,7 +147,7 @@ def test_exports_follow_their_published_schemas(run, request):
     result = request.getfixturevalue(run)
     name = "verdicts" if run in ("wheat", "maize") else "claims"
     n = len(result.table)
-    assert validate_folder(result.out) == {f"{name}.csv": n, f"{name}.geojson": n}
+    assert validate_folder(result.out) == {f"{name}{s}": n for s in FORMATS}
 
 
 def test_exports_and_manifest(hail, sample):

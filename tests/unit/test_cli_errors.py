@@ -100,6 +100,22 @@ def test_the_installed_entry_point_exits_2_without_a_traceback():
                                                            "option: --bogus")
 
 
+def test_typer_is_pinned_to_the_version_these_tests_ran_on():
+    """cli.main catches the usage errors of typer's vendored click (typer 0.29): pyproject must
+    bound typer above and admit the installed one, so a new typer cannot bring tracebacks back."""
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement  # pytest's own dependency
+
+    from agri_3s.tomlfile import read_toml
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    deps = [Requirement(d) for d in read_toml(pyproject)["project"]["dependencies"]]
+    (typer,) = [d for d in deps if d.name == "typer"]
+    assert version("typer") in typer.specifier
+    assert any(s.operator == "<" for s in typer.specifier), typer
+
+
 def test_brackets_in_messages_are_printed_not_eaten_as_markup(tmp_path, capsys):
     """Rich markup ate '[rules]' out of 'the keys of [rules], [policy] and [loss]'."""
     job = tmp_path / "job.toml"

@@ -1,8 +1,8 @@
 """The look screen: SCL's verdict first, then looks that drop and recover within days."""
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 import xarray as xr
 
 from agri_3s.sources.base import INVALID_SCL

@@ -528,21 +528,92 @@ def test_process_401_retries_only_the_failed_tile(sh):
 
 # ------------------------------------------------------------------ request bodies and percentiles
 
-def test_schema_transcription_rejects_what_the_published_schema_rejects():
-    """Hand-made bodies against the transcribed schema: k must lie in [0, 1]."""
-    body = {"input": {"bounds": {"bbox": [0, 0, 1, 1]}, "data": [{"type": "sentinel-2-l2a"}]},
-            "aggregation": {"timeRange": {"from": "a", "to": "b"},
-                            "aggregationInterval": {"of": "P1D"}, "evalscript": "x"},
+def _hand_body(batch: bool = False) -> dict:
+    """A request body written from the API reference's examples, not by agri_3s."""
+    when = {"from": "2020-06-01T00:00:00Z", "to": "2020-07-31T00:00:00Z"}
+    body = {"input": {"data": [{"type": "sentinel-2-l2a", "dataFilter": {
+                "mosaickingOrder": "leastCC"}}]},
+            "aggregation": {"timeRange": when, "aggregationInterval": {"of": "P30D"},
+                            "evalscript": "//VERSION=3 ...", "resx": 10, "resy": 10},
             "calculations": {"ndvi": {"statistics": {"default": {"percentiles": {
                 "k": [0.25, 0.5]}}}}}}
-    assert schema_errors(body, STATISTICAL_REQUEST) == []
-    body["calculations"]["ndvi"]["statistics"]["default"]["percentiles"]["k"] = [25, 50]
-    assert schema_errors(body, STATISTICAL_REQUEST) == [
-        "$.calculations.ndvi.statistics.default.percentiles.k[0]: 25 is greater than the "
-        "maximum 1", "$.calculations.ndvi.statistics.default.percentiles.k[1]: 50 is greater "
-        "than the maximum 1"]
-    del body["aggregation"]["evalscript"]
-    assert "$.aggregation.evalscript: required" in schema_errors(body, STATISTICAL_REQUEST)
+    if batch:
+        body["input"]["features"] = {"s3": {"url": "s3://bucket/parcels.gpkg",
+                                            "accessKey": "a", "secretAccessKey": "s"}}
+        body["output"] = {"s3": {"url": "s3://bucket/out", "iamRoleARN": "arn:aws:iam::1:role/r"}}
+    else:
+        body["input"]["bounds"] = {"bbox": [414315, 4958219, 414859, 4958819], "properties": {
+            "crs": "http://www.opengis.net/def/crs/EPSG/0/32633"}}
+    return body
+
+
+def _set(body: dict, path: str, value) -> dict:
+    *keys, last = path.split(".")
+    for key in keys:
+        body = body[int(key)] if key.isdigit() else body[key]
+    if value is KeyError:
+        del body[last]
+    else:
+        body[last] = value
+    return body
+
+
+#: (request, path to change, new value or KeyError to delete it) → the error, path and message
+SCHEMA_BITES = {
+    "k as percent": ("StatisticalRequest", "calculations.ndvi.statistics.default.percentiles.k",
+                     [25, 50], ["$.calculations.ndvi.statistics.default.percentiles.k[0]: 25 is "
+                                "greater than the maximum of 1",
+                                "$.calculations.ndvi.statistics.default.percentiles.k[1]: 50 is "
+                                "greater than the maximum of 1"]),
+    "no evalscript": ("StatisticalRequest", "aggregation.evalscript", KeyError,
+                      ["$.aggregation: 'evalscript' is a required property"]),
+    "misspelt key": ("StatisticalRequest", "input.data.0.dataFilter.mosaicingOrder", "leastCC",
+                     ["$.input.data[0].dataFilter: Additional properties are not allowed "
+                      "('mosaicingOrder' was unexpected)"]),
+    "unknown mosaicking": ("StatisticalRequest", "input.data.0.dataFilter.mosaickingOrder",
+                           "newest", ["$.input.data[0].dataFilter.mosaickingOrder: 'newest' is "
+                                      "not one of ['mostRecent', 'leastRecent', 'leastCC']"]),
+    "time without zone": ("StatisticalRequest", "aggregation.timeRange.to", "2020-07-31",
+                          ["$.aggregation.timeRange.to: '2020-07-31' does not match"]),
+    "interval not a duration": ("StatisticalRequest", "aggregation.aggregationInterval.of",
+                                "1 day", ["$.aggregation.aggregationInterval.of: '1 day' does "
+                                          "not match"]),
+    "CRS as EPSG code": ("StatisticalRequest", "input.bounds.properties.crs", "EPSG:32633",
+                         ["$.input.bounds.properties.crs: 'EPSG:32633' does not match"]),
+    "bbox of three numbers": ("StatisticalRequest", "input.bounds.bbox", [0, 0, 1],
+                              ["$.input.bounds.bbox: [0, 0, 1] is too short"]),
+    "batch without output": ("BatchStatisticalRequest", "output", KeyError,
+                             ["$: 'output' is a required property"]),
+    "batch features not on S3": ("BatchStatisticalRequest", "input.features.s3.url",
+                                 "/tmp/parcels.gpkg", ["$.input.features.s3.url: "
+                                                       "'/tmp/parcels.gpkg' does not match"]),
+    "batch bucket without credentials": ("BatchStatisticalRequest", "output.s3.iamRoleARN",
+                                         KeyError, ["$.output.s3: {'url': 's3://bucket/out'} "
+                                                    "is not valid under any of the given "
+                                                    "schemas"]),
+}
+
+
+def test_hand_written_bodies_follow_the_request_schema():
+    assert schema_errors(_hand_body(), STATISTICAL_REQUEST) == []
+    assert schema_errors(_hand_body(batch=True), BATCH_STATISTICAL_REQUEST) == []
+    # the two requests differ: a Statistical body is no Batch body and the reverse
+    assert "$: 'output' is a required property" in schema_errors(_hand_body(),
+                                                                   BATCH_STATISTICAL_REQUEST)
+    assert any("'features'" in e for e in schema_errors(_hand_body(batch=True),
+                                                         STATISTICAL_REQUEST))
+
+
+@pytest.mark.parametrize("case", SCHEMA_BITES, ids=list(SCHEMA_BITES))
+def test_each_rule_of_the_request_schema_bites(case):
+    """The schema file rejects what the published schema rejects (and agri_3s's own typos)."""
+    request, path, value, said = SCHEMA_BITES[case]
+    body = _hand_body(batch=request == "BatchStatisticalRequest")
+    _set(body, path, value)
+    errors = schema_errors(body, request)
+    assert len(errors) == len(said), errors
+    for error, expected in zip(errors, said):
+        assert error.startswith(expected), errors
 
 
 def test_statistical_request_bodies_follow_the_published_schema(sh):
