@@ -69,12 +69,32 @@ def run(n: int = 100_000, workdir: Path | None = None) -> dict:
         opened = time.perf_counter() - start
         heap = tab.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0")
         error = tab.evaluate("agri3sMap.error")
+        zoom_s, click_s = _usable(tab, c["parcels"], n) if not error else (None, None)
         browser.close()
     size = path.stat().st_size
     return {"parcels": n, "bytes": size, "open_s": opened, "generate_s": t1 - t0,
             "build_s": t2 - t1, "heap_mb": heap / 1e6, "errors": errors + ([error] if error
                                                                         else []),
-            "imagery": page.imagery}
+            "imagery": page.imagery, "zoom_s": zoom_s, "click_s": click_s}
+
+
+def _usable(tab, parcels, n: int) -> tuple[float, float]:
+    """Seconds to zoom from the county to a field (z16, until its parcels are drawn) and from
+    a real mouse click on a parcel there to its popup."""
+    p = parcels.to_crs(4326).geometry.iloc[n // 2].representative_point()
+    zoom = tab.evaluate("""([lat, lon]) => new Promise(resolve => {
+        const a = agri3sMap.app, l = a.layers.loss || a.layers.verdict || a.layers.parcels;
+        const t0 = performance.now();
+        l.once('load', () => resolve((performance.now() - t0) / 1000));
+        a.map.setView([lat, lon], 16, {animate: false}); })""", [p.y, p.x])
+    x, y = tab.evaluate("""([lat, lon]) => { const m = agri3sMap.app.map;
+        const q = m.latLngToContainerPoint([lat, lon]);
+        const r = m.getContainer().getBoundingClientRect();
+        return [q.x + r.left, q.y + r.top]; }""", [p.y, p.x])
+    t0 = time.perf_counter()
+    tab.mouse.click(x, y)
+    tab.wait_for_selector(".a3pop .a3pid")
+    return zoom, time.perf_counter() - t0
 
 
 def report(r: dict) -> str:
@@ -89,7 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     r = run(args.parcels)
     print(report(r))
     print(f"  (generated in {r['generate_s']:.1f} s, built in {r['build_s']:.1f} s; "
-          f"JS heap {r['heap_mb']:.0f} MB; image layers: {', '.join(r['imagery'])})")
+          f"JS heap {r['heap_mb']:.0f} MB; zoom to a field {r['zoom_s']:.2f} s, click to popup "
+          f"{r['click_s']:.2f} s; image layers: {', '.join(r['imagery'])})")
     return r
 
 

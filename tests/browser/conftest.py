@@ -83,7 +83,8 @@ def open_map(browser):
     contexts = []
 
     def open_(path: Path, timeout_s: float = 60, **context) -> Opened:
-        ctx = browser.new_context(viewport={"width": 1200, "height": 800}, **context)
+        context.setdefault("viewport", {"width": 1200, "height": 800})
+        ctx = browser.new_context(**context)
         contexts.append(ctx)
         ctx.route("http://**/*", lambda route: route.abort())
         ctx.route("https://**/*", lambda route: route.abort())

@@ -196,8 +196,8 @@
       var group = L.layerGroup();
       h.photos.forEach(function (p) {
         L.circleMarker([p.y, p.x], {radius: 6, color: app.LB.colors.photo, weight: 2,
-          fillColor: '#42a5f5', fillOpacity: 0.9, pane: 'a3select'})
-          .bindPopup(function () { return app.photoPopup(p); }).addTo(group);
+          fillColor: '#42a5f5', fillOpacity: 0.9, pane: 'a3select', bubblingMouseEvents: false})
+          .bindPopup(function () { return app.photoPopup(p); }, {autoPan: false}).addTo(group);
       });
       this.layers.photo = group;
       overlays[T.photo_layer] = group;
@@ -217,6 +217,7 @@
     map.on('overlayadd overlayremove', function () { app.updateLegend(); });
     map.on('click', function (e) { app.click(e.latlng); });
     map.on('popupclose', function () { app.clearSelection(); });
+    map.on('popupopen', function (e) { app.clearOfControls(e.popup); });
 
     if (h.bbox) map.fitBounds([[h.bbox[1], h.bbox[0]], [h.bbox[3], h.bbox[2]]], {padding: [20, 20]});
     else map.setView([35, 110], 4);
@@ -296,7 +297,7 @@
   };
 
   App.prototype.select = function (i, latlng, zoom) {
-    var G = this.G, app = this, rings = [];
+    var G = this.G, rings = [];
     for (var r = G.pr[i]; r < G.pr[i + 1]; r++) {
       var ring = [];
       for (var j = G.rv[r]; j < G.rv[r + 1]; j++) ring.push(this.toLatLng(G.X[j], G.Y[j]));
@@ -316,36 +317,75 @@
       this.selected = L.polygon(rings, {pane: 'a3select', color: '#00e5ff', weight: 3, fill: false,
         interactive: false, renderer: L.svg({pane: 'a3select'})}).addTo(this.map);
     }
-    var size = this.map.getSize();
-    var popup = L.popup({maxWidth: Math.min(520, size.x - 40), minWidth: Math.min(260, size.x - 60),
+    // the content's width: Leaflet's popup adds 47 px (margins, border); 8 px clear each side
+    var size = this.map.getSize(), width = Math.max(160, size.x - 63);
+    L.popup({maxWidth: Math.min(520, width), minWidth: Math.min(260, width),
       maxHeight: Math.max(160, size.y - 130), autoPan: false, className: 'a3popup'})
-      .setLatLng(latlng).setContent(this.popup(i)).openOn(this.map);
-    this.clearOfControls(popup);
+      .setLatLng(latlng).setContent(this.popup(i)).openOn(this.map);  // placed on popupopen
     this.current = i;
-    void app;
   };
 
-  /* Pan the map so the popup lies inside it and under no control (title, layers, legend,
-     search, scale): controls draw above popups, so one would hide the parcel id. */
+  /* Place an open popup inside the map and under no control (title, layers, search, legend,
+     scale, attribution): controls draw above popups, so one would hide the parcel id or the
+     figures. The popup is panned to the position (where it is, or just clear of the left or the
+     right column of controls) with the most free height; if it is still too tall, the legend is
+     folded (unfolded again when the popup closes), then the popup is shortened (it scrolls). */
   App.prototype.clearOfControls = function (popup) {
-    var map = this.map, node = popup.getElement();
+    var app = this, map = this.map, node = popup.getElement(), margin = 8;
     if (!node) return;
-    var m = map.getContainer().getBoundingClientRect(), b = node.getBoundingClientRect();
-    var margin = 8, dx = 0, dy = 0;
-    if (b.right > m.right - margin) dx = b.right - (m.right - margin);
-    if (b.left - dx < m.left + margin) dx = b.left - (m.left + margin);
-    if (b.top < m.top + margin) dy = b.top - (m.top + margin);
-    var left = b.left - dx, right = b.right - dx, down = 0, up = 0;
-    map.getContainer().querySelectorAll('.leaflet-control').forEach(function (c) {
-      var r = c.getBoundingClientRect();
-      if (!r.width || r.right < left || r.left > right) return;  // beside the popup
-      if (c.closest('.leaflet-top')) down = Math.max(down, r.bottom + margin - (b.top - dy));
-      else up = Math.max(up, (b.bottom - dy) - (r.top - margin));
-    });
-    // below the top controls first (the id is at the top), then clear of the bottom ones
-    if (down > 0) dy -= down;
-    else if (up > 0) dy += Math.min(up, (b.top - dy) - (m.top + margin));
-    if (dx || dy) map.panBy([dx, dy], {animate: false});
+    var m = map.getContainer().getBoundingClientRect();
+    var controls = [].slice.call(map.getContainer().querySelectorAll('.leaflet-control'));
+    function boxes() {
+      return controls.map(function (c) {
+        return {r: c.getBoundingClientRect(), top: !!c.closest('.leaflet-top'),
+          left: !!c.closest('.leaflet-left')};
+      }).filter(function (c) { return c.r.width > 0 && c.r.height > 0; });
+    }
+    // the free rows for a popup spanning [left, right): below the top controls above the others
+    function band(cs, left, right) {
+      var top = m.top + margin, bottom = m.bottom - margin;
+      cs.forEach(function (c) {
+        if (c.r.right <= left || c.r.left >= right) return;
+        if (c.top) top = Math.max(top, c.r.bottom + margin);
+        else bottom = Math.min(bottom, c.r.top - margin);
+      });
+      return {top: top, bottom: bottom, h: bottom - top};
+    }
+    function best(b) {
+      var cs = boxes(), lo = m.left + margin, hi = Math.max(lo, m.right - margin - b.width);
+      var beside = [m.left + margin, m.right - margin - b.width];
+      cs.forEach(function (c) {
+        if (c.left) beside[0] = Math.max(beside[0], c.r.right + margin);
+        else beside[1] = Math.min(beside[1], c.r.left - margin - b.width);
+      });
+      var pick = null;
+      [b.left].concat(beside).forEach(function (x) {
+        x = Math.max(lo, Math.min(hi, x));
+        var f = band(cs, x, x + b.width), fits = Math.min(f.h, b.height);
+        if (!pick || fits > pick.fits + 0.5 ||
+            (fits > pick.fits - 0.5 && Math.abs(x - b.left) < Math.abs(pick.x - b.left))) {
+          pick = {x: x, f: f, fits: fits};
+        }
+      });
+      return pick;
+    }
+    var b = node.getBoundingClientRect(), p = best(b);
+    if (p.f.h < b.height && this.legendBody && !this.legendBody.hidden) {
+      this.legendBody.hidden = true;
+      map.once('popupclose', function () { app.legendBody.hidden = false; });
+      p = best(b);
+    }
+    if (p.f.h < b.height) {
+      var content = node.querySelector('.leaflet-popup-content');
+      popup.options.maxHeight = Math.max(100, p.f.h - (b.height - content.offsetHeight));
+      popup.update();
+      b = node.getBoundingClientRect();
+      p = best(b);
+    }
+    var dx = b.left - p.x, dy = 0;
+    if (b.top < p.f.top) dy = b.top - p.f.top;  // the ids at the top come first
+    else if (b.bottom > p.f.bottom) dy = Math.min(b.bottom - p.f.bottom, b.top - p.f.top);
+    if (Math.abs(dx) >= 1 || Math.abs(dy) >= 1) map.panBy([dx, dy], {animate: false});
   };
 
   function IndexApp(h, root) {

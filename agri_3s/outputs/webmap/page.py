@@ -214,15 +214,18 @@ def _photos(photos: gpd.GeoDataFrame | None) -> list[dict]:
     g = pts.geometry.values
     ok = ~(pd.isna(g) | shapely.is_empty(g))
     pts, g = pts[ok], g[ok]
-    src = _col(pts, "url").where(_col(pts, "url").notna(), _col(pts, "path"))
-
     def plain(s: pd.Series) -> list:
         return [None if pd.isna(v) else str(v) for v in s.tolist()]
 
+    # a file path (as `agri3s photos` writes it, relative to where it ran) becomes a file: URI:
+    # as an <img> src a relative path would resolve against the map's folder, and "#" or "?"
+    # in a name would cut it short
+    src = [u if u is not None else None if f is None else Path(f).expanduser().resolve().as_uri()
+           for u, f in zip(plain(_col(pts, "url")), plain(_col(pts, "path")))]
     return [{"x": round(float(x), 6), "y": round(float(y), 6), "id": i, "parcel": p, "t": t,
              "src": s} for x, y, i, p, t, s in zip(
         shapely.get_x(g), shapely.get_y(g), plain(_col(pts, "photo_id")),
-        plain(_col(pts, "parcel_id")), plain(_col(pts, "taken_at")), plain(src))]
+        plain(_col(pts, "parcel_id")), plain(_col(pts, "taken_at")), src)]
 
 
 def _imagery(layers: Sequence[ImageLayer], budget: int, lang: str, box: Container) -> list[dict]:

@@ -55,6 +55,16 @@
       head.appendChild(el('b', 'a3pol', P.policy_id(i)));
     }
     box.appendChild(head);
+    if (V && C && V.status(i) !== null && C.status(i) !== null) {
+      // verdict and claim side by side under the ids, also where the two columns stack (phones)
+      var sum = el('div', 'a3sum'), cs0 = C.status(i), rate0 = C.loss_rate(i);
+      sum.appendChild(el('span', 'a3k', T.underwriting + ' '));
+      sum.appendChild(this.swatch(this.verdictColor(i), this.label('status', V.status(i))));
+      sum.appendChild(el('span', 'a3k', ' · ' + T.claim + ' '));
+      sum.appendChild(this.swatch(this.claimColor(i), this.label('claim_status', cs0) +
+        (!this.LB.colors.claim_status[cs0] && rate0 !== null ? ' ' + pct(rate0) : '')));
+      box.appendChild(sum);
+    }
     var crop = P.crop(i);
     var mu = ' ' + T.mu;
     box.appendChild(this.rows(el('table', 'a3t'), [
