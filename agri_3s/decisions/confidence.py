@@ -6,9 +6,13 @@ rule that fired, the crop model's probability — and shrunk towards "don't know
 parcel was seen little (few clear looks, none near the peak, few pixels). That raw probability
 is then mapped through a calibration table fitted on labelled parcels (isotonic regression of
 "declaration true" on the raw probability), so that of the parcels given 0.9, nine in ten are
-right. The built-in table ships in ``agri_3s/data/confidence_calibration.json`` (what it was
-fitted on is written in it); an insurer fits its own on its inspections with
-``agri3s evaluate … --fit-calibration FILE`` and passes it back with ``--calibration FILE``.
+right. A verdict the crop model took no part in (a batch too small or of one crop: nothing
+data-driven checks which crop grows there) is never surer than the calendar rules alone were
+right on the labelled data set where they did worst (``rules_only_cap``: on the real Kenya
+fields, weedy fallow and cassava pass the rules as maize). The built-in table ships in
+``agri_3s/data/confidence_calibration.json`` (what it was fitted on is written in it); an
+insurer fits its own on its inspections with ``agri3s evaluate … --fit-calibration FILE`` and
+passes it back with ``--calibration FILE``.
 """
 
 from __future__ import annotations
@@ -63,6 +67,15 @@ def load_calibration(path: str | None = None) -> tuple[np.ndarray, np.ndarray, s
         data.get("fitted_on", "")
 
 
+@lru_cache(maxsize=1)
+def rules_only_cap() -> tuple[float, str]:
+    """(the highest confidence of a verdict without the crop model, why): from the built-in
+    file (1.0 when it has none)."""
+    data = json.loads(BUILTIN.read_text(encoding="utf-8"))
+    cap = data.get("rules_only_cap", [1.0, ""])
+    return float(cap[0]), str(cap[1])
+
+
 def calibration_source(path: str | Path | None = None) -> str:
     """What the calibration tables in use were fitted on (for ``run.json``)."""
     text = f"{BUILTIN.name}: {load_calibration(None)[2]}"
@@ -82,10 +95,11 @@ def calibrate(p_raw: np.ndarray, path: str | Path | None = None) -> np.ndarray:
 
 
 def fit_calibration(p_raw: np.ndarray, declaration_true: np.ndarray, *, fitted_on: str,
-                    path: str | Path) -> Path:
+                    path: str | Path, cap: tuple[float, str] | None = None) -> Path:
     """Fit a calibration table on labelled parcels (isotonic: calibrated probabilities never
-    reverse the order of the raw ones) and write it to ``path``. For an insurer's own table,
-    ``p_raw`` is the verdicts' ``p_declared`` (the built-in table's output)."""
+    reverse the order of the raw ones) and write it to ``path`` (with ``cap``, the built-in
+    file's :func:`rules_only_cap` and why, if given). For an insurer's own table, ``p_raw`` is the
+    verdicts' ``p_declared`` (the built-in table's output)."""
     from sklearn.isotonic import IsotonicRegression
 
     keep = np.isfinite(p_raw)
@@ -94,9 +108,12 @@ def fit_calibration(p_raw: np.ndarray, declaration_true: np.ndarray, *, fitted_o
     x = np.r_[0.0, iso.X_thresholds_, 1.0]
     data = {"fitted_on": fitted_on, "n": int(keep.sum()), "raw": x.round(6).tolist(),
             "calibrated": np.asarray(iso.predict(x)).round(6).tolist()}
+    if cap is not None:
+        data["rules_only_cap"] = list(cap)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     load_calibration.cache_clear()
+    rules_only_cap.cache_clear()
     return Path(path)
 
 
@@ -109,4 +126,6 @@ def verdict_confidence(status: np.ndarray, e, w, rules, weight: np.ndarray,
     p = calibrate(raw_probability(e, w, rules, weight, p_model, why), calibration)
     confidence = np.where(status == "green", p, np.where(status == "red", 1 - p,
                                                          np.maximum(p, 1 - p)))
+    confidence = np.where(np.isfinite(p_model), confidence,
+                          np.minimum(confidence, rules_only_cap()[0]))
     return p.round(3), confidence.round(3)

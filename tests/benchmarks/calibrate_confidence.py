@@ -10,8 +10,11 @@ non-maize fields declared as maize). "Declaration true" means the declared crop 
 
 Prints, per data set held out, the Brier score and the wrong automated verdicts with
 confidence ≥ 0.8 when the table is fitted on the *other* data sets (leave one data set out),
-then the same for the table fitted on all; ``--write`` writes that table to
-``agri_3s/data/confidence_calibration.json``.
+then the same for the table fitted on all. Then the same batches judged by the calendar rules
+alone (``crop_model=None``: what a batch too small or of one crop gets, where nothing
+data-driven checks which crop grows): the share of their automated verdicts that are right, per
+data set; the lowest share caps the confidence of every verdict the crop model took no part
+in. ``--write`` writes the table and that cap to ``agri_3s/data/confidence_calibration.json``.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def _real_batches(work: Path):
            "western_kenya")
 
 
-def raw_verdicts(work: Path) -> pd.DataFrame:
+def raw_verdicts(work: Path, crop_model: str | None = "auto") -> pd.DataFrame:
     """Every labelled batch's verdicts with the *uncalibrated* probability."""
     confidence.calibrate = lambda p_raw, path=None: p_raw  # raw = calibrated
     rows = []
@@ -80,7 +83,7 @@ def raw_verdicts(work: Path) -> pd.DataFrame:
             *_sample_batches(), *_real_batches(work)):
         report: dict = {}
         v = verify_planting(series, parcels, load_calendars(calendar), Season.parse(season),
-                            region=region, crop_model="auto", model_report=report)
+                            region=region, crop_model=crop_model, model_report=report)
         v = v.merge(truth[["parcel_id", "declaration_true"]], on="parcel_id")
         cap = report.get("separability") or 1.0  # the verdicts' cap (see planting.py)
         rows.append(v.assign(batch=name, dataset=name.split("-")[0], cap=cap))
@@ -98,36 +101,58 @@ def _figures(v: pd.DataFrame, p: np.ndarray) -> dict:
             "wrong_confident": int((~right[auto] & (conf[auto] >= 0.8)).sum())}
 
 
+def _fit(v: pd.DataFrame, table: Path) -> tuple:
+    """Leave-one-data-set-out figures of a table, then the table fitted on all (in ``table``):
+    ``(raw, truth, fitted_on)`` of all."""
+    decided = v[v["status"].isin(["green", "yellow", "red"])]
+    raw = decided["p_declared"].to_numpy(float)
+    truth = decided["declaration_true"].astype(bool).to_numpy()
+    print("held out | parcels | Brier raw | Brier calibrated | wrong | wrong with "
+          "confidence ≥ 0.8")
+    for held in sorted(decided["dataset"].unique()):
+        out = (decided["dataset"] == held).to_numpy()
+        confidence.fit_calibration(raw[~out], truth[~out], fitted_on="others", path=table)
+        x, y, _ = _read(table)
+        cal = np.interp(raw[out], x, y)
+        a, b = _figures(decided[out], raw[out]), _figures(decided[out], cal)
+        print(f"{held} | {b['n']} | {a['brier']:.3f} | {b['brier']:.3f} | {b['wrong']} | "
+              f"{b['wrong_confident']} (raw {a['wrong_confident']})")
+    sets = ", ".join(sorted(decided["batch"].unique()))
+    fitted_on = f"{len(raw)} labelled parcels: {sets}"
+    confidence.fit_calibration(raw, truth, fitted_on=fitted_on, path=table)
+    x, y, _ = _read(table)
+    f = _figures(decided, np.interp(raw, x, y))
+    print(f"all (fitted on all) | {f['n']} | | {f['brier']:.3f} | {f['wrong']} | "
+          f"{f['wrong_confident']}")
+    return raw, truth, fitted_on
+
+
+def _rules_only_cap(v: pd.DataFrame) -> tuple[float, str]:
+    """The lowest share of right automated verdicts of the rules alone over the data sets."""
+    auto = v[v["status"].isin(["green", "red"])]
+    right = (auto["status"] == "green") == auto["declaration_true"].astype(bool)
+    share = right.groupby(auto["dataset"]).mean()
+    n = auto.groupby("dataset").size()
+    print("the rules alone: right among automated verdicts | " + " | ".join(
+        f"{d} {share[d]:.3f} of {n[d]}" for d in share.index))
+    worst = share.idxmin()
+    return round(float(share.min()), 3), (f"the calendar rules alone were right on "
+                                          f"{share.min():.1%} of {n[worst]} automated verdicts "
+                                          f"on {worst}, the lowest of {', '.join(share.index)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--write", action="store_true", help="write the table fitted on all")
+    ap.add_argument("--write", action="store_true", help="write the tables fitted on all")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        v = raw_verdicts(Path(tmp))
-        decided = v[v["status"].isin(["green", "yellow", "red"])]
-        raw = decided["p_declared"].to_numpy(float)
-        truth = decided["declaration_true"].astype(bool).to_numpy()
         table = Path(tmp) / "t.json"
-        print("held out | parcels | Brier raw | Brier calibrated | wrong | wrong with "
-              "confidence ≥ 0.8")
-        for held in sorted(decided["dataset"].unique()):
-            out = (decided["dataset"] == held).to_numpy()
-            confidence.fit_calibration(raw[~out], truth[~out], fitted_on="others", path=table)
-            x, y, _ = _read(table)
-            cal = np.interp(raw[out], x, y)
-            a, b = _figures(decided[out], raw[out]), _figures(decided[out], cal)
-            print(f"{held} | {b['n']} | {a['brier']:.3f} | {b['brier']:.3f} | {b['wrong']} | "
-                  f"{b['wrong_confident']} (raw {a['wrong_confident']})")
-        sets = ", ".join(sorted(decided["batch"].unique()))
-        target = confidence.BUILTIN if args.write else table
-        confidence.fit_calibration(raw, truth, fitted_on=f"{len(raw)} labelled parcels: {sets}",
-                                   path=target)
-        x, y, _ = _read(target)
-        f = _figures(decided, np.interp(raw, x, y))
-        print(f"all (fitted on all) | {f['n']} | | {f['brier']:.3f} | {f['wrong']} | "
-              f"{f['wrong_confident']}")
+        raw, truth, fitted_on = _fit(raw_verdicts(Path(tmp)), table)
+        cap = _rules_only_cap(raw_verdicts(Path(tmp), crop_model=None))
         if args.write:
-            print(f"wrote {target}")
+            confidence.fit_calibration(raw, truth, fitted_on=fitted_on, path=confidence.BUILTIN,
+                                       cap=cap)
+            print(f"wrote {confidence.BUILTIN}")
 
 
 def _read(path: Path):

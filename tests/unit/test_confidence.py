@@ -49,3 +49,27 @@ def test_fit_from_inspections_needs_enough_parcels_and_writes_a_table(tmp_path):
     with pytest.raises(InputError, match="at least 30"):
         fit_confidence_calibration(tmp_path / "verdicts.csv", tmp_path / "few.csv",
                                    tmp_path / "cal2.json")
+
+
+def test_a_verdict_without_the_crop_model_is_no_surer_than_the_rules_were_on_kenya():
+    """Real Kenya smallholder maize: the calendar rules alone were right on 71.8 % of their 149
+    automated verdicts (tests/benchmarks/calibrate_confidence.py), weedy fallow and cassava
+    passing as maize. A strong, well-observed parcel judged by the rules alone must not claim
+    more; the same parcel with a crop model's agreement may."""
+    from types import SimpleNamespace as NS
+
+    cap, why = confidence.rules_only_cap()
+    assert cap == pytest.approx(0.718, abs=0.005) and "kenya" in why
+    one = np.ones(2)
+    e = NS(canopy=0.85 * one, seedbed_min=0.12 * one, canopy_mean=0.7 * one,
+           harvest_min=0.2 * one, n_sowing=3 * one, n_harvest=3 * one, n_season=20 * one,
+           n_peak=4 * one)
+    w = NS(peak_ndvi_min=0.6)
+    rules = NS(bare_ndvi_max=0.3)
+    why_ = NS(items=[])
+    status = np.array(["green", "green"])
+    p, conf = confidence.verdict_confidence(status, e, w, rules, 40 * one,
+                                            np.array([np.nan, 0.99]), why_)
+    assert p[0] > cap  # the evidence alone is strong ...
+    assert conf[0] == pytest.approx(cap, abs=0.001)  # ... but the rules alone earn only the cap
+    assert conf[1] > 0.9  # with the crop model agreeing it is not capped
