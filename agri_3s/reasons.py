@@ -68,7 +68,7 @@ REASONS: dict[str, tuple[str, str]] = {
                          "{crop}): review"),
     "CROP_MODEL_CONFIRMS": ("作物模型确认申报作物（概率 {p:.0%}）",
                             "the crop model confirms the declared crop ({p:.0%} likely)"),
-    "CROP_MODEL_UNAVAILABLE": ("未使用作物模型：{why}", "crop model not used: {why}"),
+    "CROP_MODEL_UNAVAILABLE": ("未使用作物模型：{why_zh}", "crop model not used: {why_en}"),
     "SMALL_PARCEL": ("地块过小（仅 {n:.1f} 个像元当量），遥感结果仅供参考",
                      "parcel too small to judge reliably ({n:.1f} pixel-equivalents measured)"),
     "FEW_CLEAR_OBS": ("季内晴空观测仅 {n} 次", "only {n} clear observations in the season"),

@@ -246,7 +246,9 @@ def judge_declarations(crop_model, curve: SeasonCurve, values, ok, days, declare
             why = (f"{len(learnt)} crop(s) with at least {MIN_PER_CROP} parcels among "
                    f"{int(judged.sum())} (a model needs two such crops and {MIN_PARCELS} "
                    "parcels)")
-            return p_declared, likeliest, {"used": False, "why_en": why,
+            why_zh = (f"{int(judged.sum())} 个地块中有至少 {MIN_PER_CROP} 个地块的作物 "
+                      f"{len(learnt)} 种（模型需要两种这样的作物和 {MIN_PARCELS} 个地块）")
+            return p_declared, likeliest, {"used": False, "why_en": why, "why_zh": why_zh,
                                            "declared_counts": counts}
         n_steps = int(np.ceil((curve.end_day - curve.start_day) / step_days))
         x = features(curve, values, ok, days, step_days=step_days, n_steps=n_steps)

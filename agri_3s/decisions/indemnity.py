@@ -230,7 +230,9 @@ def claims_table(estimates: pd.DataFrame, parcels: pd.DataFrame, event, terms: P
     status[survey | edge_survey] = "survey"
     status[edge & ~edge_survey] = "not_affected"
     pay[edge & ~edge_survey] = 0.0
-    damaged = np.where(status == "not_affected", 0.0, damaged)  # no loss claimed, none damaged
+    unaffected = status == "not_affected"  # no loss claimed: none damaged, no grade of loss
+    damaged = np.where(unaffected, 0.0, damaged)
+    grade = np.where(unaffected, "none", loss_grades(rate, tot, params.grade_bounds))
 
     est = estimates
     return pd.DataFrame({
@@ -247,7 +249,7 @@ def claims_table(estimates: pd.DataFrame, parcels: pd.DataFrame, event, terms: P
         "parcel_loss_rate": est["parcel_loss_rate"].to_numpy(), "damaged_area_mu": damaged,
         "flooded_fraction": est["flooded_fraction"].to_numpy(),
         "footprint_share": est["footprint_share"].to_numpy(),
-        "loss_grade": loss_grades(rate, tot, params.grade_bounds), "growth_stage": stage,
+        "loss_grade": grade, "growth_stage": stage,
         "stage_share": share, "payout_threshold": thr, "total_loss_at": tot,
         "deductible": t["deductible"], "sum_insured_cny_per_mu": si,
         "declared_area_mu": declared, "indemnity_cny": pay,

@@ -340,7 +340,8 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
         model_report = {} if model_report is None else model_report
         model_report.update(report)
         if not report.get("used", False):
-            why.add("CROP_MODEL_UNAVAILABLE", "info", judged, why=report.get("why_en", ""))
+            why.add("CROP_MODEL_UNAVAILABLE", "info", judged, why_en=report.get("why_en", ""),
+                    why_zh=report.get("why_zh", report.get("why_en", "")))
     metrics = {k: curve.metrics[k] for k in ("sos_day", "sos_observed", "eos_day",
                                              "eos_observed", "n_cycles")}
     del curve, ok  # (parcel × time) arrays no longer needed: the output table comes next

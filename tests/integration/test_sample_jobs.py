@@ -150,6 +150,17 @@ def test_exports_follow_their_published_schemas(run, request):
     assert validate_folder(result.out) == {f"{name}{s}": n for s in FORMATS}
 
 
+@pytest.mark.parametrize("run", ["hail", "flood"])
+def test_a_claim_not_affected_has_no_damage_and_no_grade(run, request):
+    """88 hail and 229 flood `not_affected` claims once had a damaged area, some a grade such as
+    `severe`: the export contradicted itself. Not affected = nothing damaged, grade `none`."""
+    c = request.getfixturevalue(run).table
+    calm = c[c["status"] == "not_affected"]
+    assert len(calm) > 0
+    assert (calm["damaged_area_mu"] == 0).all() and (calm["indemnity_cny"] == 0).all()
+    assert (calm["loss_grade"] == "none").all(), calm["loss_grade"].value_counts()
+
+
 def test_exports_and_manifest(hail, sample):
     out = hail.out
     csv_bytes = (out / "claims.csv").read_bytes()
@@ -201,3 +212,12 @@ def test_pooled_units_report_on_every_parcel(sample, tmp_path):
         assert np.allclose(share, share.iloc[0], atol=1e-6)
     # every usable parcel has its (unit's) series, keyed by its own id
     assert set(r.series["parcel_id"].values) == set(given["parcel_id"])
+
+
+def test_the_crop_model_note_is_in_the_readers_language(wheat):
+    """The zh reason once carried the English explanation ("1 crop(s) with at least …")."""
+    zh = wheat.table.loc[wheat.table["reasons"].str.contains("CROP_MODEL_UNAVAILABLE"),
+                         "reasons_zh"]
+    assert len(zh) > 0
+    assert zh.str.contains("未使用作物模型").all()
+    assert not zh.str.contains("crop|parcels|model needs", regex=True).any(), zh.iloc[0]
