@@ -5,6 +5,7 @@ the two matched parcel by parcel."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,8 @@ def read_truth(path: str | Path) -> pd.DataFrame:
             sep = max([",", "\t", ";", "|"], key=first.count)
             df = pd.read_csv(path, sep=sep, dtype=str, encoding=encoding, keep_default_na=False,
                              na_values=[""], skip_blank_lines=False)
-    except (OSError, ValueError, ImportError) as exc:
+    except (OSError, ValueError, ImportError, KeyError, zipfile.BadZipFile) as exc:
+        # a broken .xlsx: BadZipFile, or KeyError from openpyxl for a zip without a workbook
         raise InputError(f"cannot read the truth table ({exc}).", source=path,
                          fix="save it as CSV (UTF-8 or GBK) or XLSX with a header row") from exc
     df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]

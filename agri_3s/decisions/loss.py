@@ -44,6 +44,7 @@ import xarray as xr
 
 from ..errors import InputError
 from ..tomlfile import check_keys, read_toml
+from ..types import TEXT_MAX_LENGTH
 from .arrays import nan_median, nan_quantiles, nan_reduce
 from .canopy import last_looks, own_soil_levels, past_season_change
 from .neighbours import (
@@ -90,6 +91,10 @@ def load_event(path: str | Path) -> Event:
         if key not in data:
             raise InputError(f"the event has no '{key}'.", source=path,
                              fix='e.g. id = "hail-2025-05-14", type = "hail"')
+    if len(str(data["id"])) > TEXT_MAX_LENGTH:  # it goes into every claim and posting list
+        raise InputError(f"the event id is {len(str(data['id']))} characters long, above the "
+                         f"limit of {TEXT_MAX_LENGTH}.", source=path,
+                         fix='give the event a shorter id (e.g. id = "hail-2025-05-14")')
     if data["type"] not in EVENT_TYPES:
         raise InputError(f"type {data['type']!r} is not one of {', '.join(EVENT_TYPES)}.",
                          source=path)

@@ -26,6 +26,7 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
+from ..errors import InputError
 from ..types import SCHEMA_VERSION
 from .schemas import json_schema, table_schema, text_limits
 
@@ -57,8 +58,7 @@ def atomic_path(path: str | Path, *, sync: bool = False) -> Iterator[Path]:
     import shutil
     import tempfile
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = output_file(path)
     remove_stale_temporaries(path.parent)
     folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{_HOST}-{os.getpid()}-",
                                    dir=path.parent))
@@ -72,6 +72,39 @@ def atomic_path(path: str | Path, *, sync: bool = False) -> Iterator[Path]:
             fsync_path(path.parent)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def make_folder(folder: str | Path) -> Path:
+    """Create ``folder`` and its parents (``mkdir -p``). A file standing where a folder must be
+    is bad input (exit 2) naming that file.
+
+    >>> import tempfile; base = Path(tempfile.mkdtemp()); (base / "f").touch()
+    >>> try:
+    ...     make_folder(base / "f" / "out")
+    ... except InputError as exc:
+    ...     exc.problem == f"cannot create the folder {base}/f/out: {base}/f is a file."
+    True
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        blocker = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+        raise InputError(f"cannot create the folder {folder}: {blocker} is a file.",
+                         fix="give --out a path that does not run through a file (missing "
+                             "folders are created)") from exc
+    return folder
+
+
+def output_file(path: str | Path) -> Path:
+    """``path``, ready to be written: its folder made (:func:`make_folder`); a folder standing
+    at ``path`` itself is bad input (exit 2) naming it."""
+    path = Path(path)
+    make_folder(path.parent)
+    if path.is_dir():
+        raise InputError("a folder stands where this file is to be written.", source=path,
+                         fix="give --out a file name that is not a folder (or remove it)")
+    return path
 
 
 _HOST = "".join(ch if ch.isalnum() else "_" for ch in platform.node() or "host")
@@ -148,7 +181,8 @@ def write_table(table: pd.DataFrame, path: str | Path, *, export: str | None = N
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(f"{path}: unsupported export format; use one of {', '.join(FORMATS)}")
+        raise InputError("unsupported export format.", source=path,  # a ValueError too
+                         fix=f"end the file name in {', '.join(FORMATS)}")
     with atomic_path(path) as tmp:
         if suffix == ".csv":
             frame = neutralise_formulas(pd.DataFrame(table.drop(columns="geometry",

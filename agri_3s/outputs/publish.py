@@ -34,7 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .export import atomic_path, file_sha256, fsync_path, remove_stale_temporaries
+from .export import (
+    atomic_path,
+    file_sha256,
+    fsync_path,
+    make_folder,
+    remove_stale_temporaries,
+)
 
 Log = Callable[[str], None]
 JOURNAL = "publish.json"
@@ -149,7 +155,8 @@ def open_run(out: str | Path, *, job: str, restart: bool = False,
         raise InputError("--out is a file, not a folder.", source=out,
                          fix="give a folder (it is created if missing)")
     work = work_folder(out)
-    work.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)  # a file in the way of --out: bad input naming it
+    make_folder(work)
     run = RunFolder(out, work, acquire_lock(work / "lock", job, out))
     try:
         _recover(run, say)

@@ -400,3 +400,66 @@ def test_without_columns_the_unknown_id_header_is_refused(tmp_path, capsys):
     lines = _bad_input(capsys, ["parcels", "overlaps", str(_parcel_table(tmp_path)), "--crs",
                                 "EPSG:4326", "--out", str(tmp_path / "o")])
     assert "parcel_id" in " ".join(lines)
+
+
+# --- an output path that runs through a file -------------------------------------------------
+BLOCKED = {  # command → (argv after the parcels, with {f} a plain file and {d} a folder; said)
+    "parcels check --out FILE": (["parcels", "check", "{p}", "--out", "{f}"],
+                                 "cannot create the folder {f}: {f} is a file."),
+    "parcels check --out FILE/sub": (["parcels", "check", "{p}", "--out", "{f}/sub"],
+                                     "cannot create the folder {f}/sub: {f} is a file."),
+    "parcels overlaps --out FILE": (["parcels", "overlaps", "{p}", "--out", "{f}"],
+                                    "cannot create the folder {f}: {f} is a file."),
+    "underwrite --out FILE/x/y": (["underwrite", "{p}", "--imagery", "local:{d}", "--season",
+                                   SEASON, "--out", "{f}/x/y"],
+                                  "cannot create the folder {f}/x: {f} is a file."),
+    "assess --out FILE/x": (["assess", "{p}", "--imagery", "local:{d}", "--event", "{e}",
+                             "--out", "{f}/x"], "cannot create the folder {f}: {f} is a file."),
+    "photos --out FILE/x.geojson": (["photos", "{d}", "{p}", "--out", "{f}/x.geojson"],
+                                    "cannot create the folder {f}: {f} is a file."),
+    "photos --out FOLDER": (["photos", "{d}", "{p}", "--out", "{g}"],
+                            "{g}: a folder stands where this file is to be written."),
+    "photos --out x.txt": (["photos", "{d}", "{p}", "--out", "{t}"],
+                           "{t}: unsupported export format."),
+}
+
+
+@pytest.mark.parametrize("case", BLOCKED, ids=list(BLOCKED))
+def test_an_out_path_through_a_file_is_bad_input_naming_the_file(case, tmp_path, capsys):
+    """A file where --out needs a folder, a folder where it names a file, or a file name of no
+    export format gave a 40-line traceback (FileExistsError, NotADirectoryError,
+    IsADirectoryError, ValueError) and exit 1."""
+    import geopandas as gpd
+
+    parcels = tmp_path / "p.geojson"
+    gpd.GeoDataFrame({"parcel_id": ["A"], "crop": "winter_wheat", "declared_area_mu": 1.3,
+                      "policy_id": "POL", "sum_insured_cny_per_mu": 800},
+                     geometry=[shapely.box(*BOXES[0])], crs=4326).to_file(parcels)
+    (tmp_path / "e.toml").write_text('id = "h"\ntype = "hail"\ndate = "2025-05-14"\n')
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    (tmp_path / "s2").mkdir()
+    (tmp_path / "photos.geojson").mkdir()
+    names = {"p": parcels, "f": tmp_path / "notes.txt", "d": tmp_path / "s2",
+             "e": tmp_path / "e.toml", "g": tmp_path / "photos.geojson", "t": tmp_path / "x.txt"}
+    argv, said = BLOCKED[case]
+    lines = _bad_input(capsys, [a.format(**names) for a in argv])
+    assert lines[0] == "bad input: " + said.format(**names)
+    assert lines[1].startswith("Fix: " + ("end the file name in .csv" if "txt" in case
+                                          else "give --out "))
+    assert (tmp_path / "notes.txt").read_text() == "a file, not a folder"  # left as it was
+    assert sorted(p.name for p in (tmp_path / "s2").iterdir()) == []
+
+
+def test_a_map_over_a_file_is_bad_input(tmp_path):
+    from types import SimpleNamespace
+
+    from agri_3s.outputs.webmap.page import write_map
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match=f"cannot create the folder {tmp_path}/f: {tmp_path}/f "
+                                         "is a file"):
+        write_map(SimpleNamespace(html="<p>map</p>"), tmp_path / "f" / "map.html")
+    with pytest.raises(InputError, match="a folder stands where this file is to be written"):
+        write_map(SimpleNamespace(html="<p>map</p>"), tmp_path)
+    assert write_map(SimpleNamespace(html="<p>map</p>"), tmp_path / "m" / "map.html").read_text(
+        encoding="utf-8") == "<p>map</p>"

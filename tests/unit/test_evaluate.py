@@ -320,3 +320,26 @@ def test_cli_bad_input_exits_2_naming_the_file(tmp_path, capsys, case, named):
     assert main(["evaluate", str(folder), str(truth)]) == 2
     err = capsys.readouterr().err
     assert "bad input" in err and named in err and "Fix:" in err
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04not a workbook", "zip without a workbook"],
+                         ids=["not a zip", "a zip, no workbook"])
+def test_an_unreadable_xlsx_truth_table_is_bad_input(content, tmp_path, capsys):
+    """A broken .xlsx gave a traceback (zipfile.BadZipFile, KeyError from openpyxl), exit 1."""
+    import zipfile
+
+    path = tmp_path / "查勘.xlsx"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("notes.txt", "not a workbook")
+    (tmp_path / "res").mkdir()
+    pd.DataFrame({"parcel_id": ["A"], "status": ["green"]}).to_csv(tmp_path / "res" /
+                                                                     "verdicts.csv")
+    assert main(["evaluate", str(tmp_path / "res"), str(path)]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 2, err
+    assert lines[0].startswith(f"bad input: {path}: cannot read the truth table")
+    assert lines[1] == "Fix: save it as CSV (UTF-8 or GBK) or XLSX with a header row"

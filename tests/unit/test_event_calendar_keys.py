@@ -106,6 +106,29 @@ def test_every_documented_event_key_is_accepted(tmp_path):
     assert len(got.footprint) == 1
 
 
+@pytest.mark.parametrize("length,refused", [(200, False), (201, True), (10_000, True)])
+def test_an_event_id_longer_than_the_text_limit_is_refused(length, refused, tmp_path, capsys):
+    """The event id is written into every claim (``event_id``, whose schema allows 200
+    characters) and the posting lists: a longer one was accepted and then cut in the exports
+    with only a log warning. The limit (200) is README's "user text is limited to 200
+    characters", written here by hand."""
+    event = tmp_path / "hail.toml"
+    event_id = ("=HYPERLINK(\"http://x\",\"y\")" * 400)[:length]
+    event.write_text(f'id = "{event_id.replace(chr(34), chr(92) + chr(34))}"\ntype = "hail"\n'
+                     'date = "2025-05-14"\n', encoding="utf-8")
+    if not refused:
+        assert load_event(event).id == event_id
+        return
+    with pytest.raises(InputError) as caught:
+        load_event(event)
+    assert caught.value.source == event
+    lines = _bad_input(capsys, ["assess", str(tmp_path / "absent.geojson"), "--imagery",
+                                f"local:{tmp_path}", "--event", str(event)])
+    assert lines == [f"bad input: {event}: the event id is {length} characters long, above the "
+                     "limit of 200.", "Fix: give the event a shorter id (e.g. "
+                                      'id = "hail-2025-05-14")']
+
+
 # --- crop calendar files ----------------------------------------------------------------------
 CALENDAR_TYPOS = {  # (text replaced, by) → (first line's end, fix line)
     "optional entry key": (('name_en = "maize"', 'name_eng = "maize"'),

@@ -127,3 +127,22 @@ def test_flag_rejected_keeps_the_money():
     assert out.loc[0, "reasons_zh"].startswith("已估损；承保核验未通过（NOT_PLANTED）")
     pd.testing.assert_series_equal(out["indemnity_cny"], c["indemnity_cny"])
     pd.testing.assert_series_equal(out["status"], c["status"])
+
+
+@pytest.mark.parametrize("name,content", [("verdicts.geojson", '{"type": "Featu'),
+                                          ("series.nc", "not netcdf"), ("run.json", "{")])
+def test_an_unreadable_file_in_a_result_folder_is_bad_input(name, content, tmp_path, capsys):
+    """A truncated verdicts.geojson, series.nc or run.json gave a traceback and exit 1."""
+    folder = tmp_path / "res"
+    folder.mkdir()
+    gpd.GeoDataFrame({"parcel_id": ["A"], "status": ["green"]},
+                     geometry=[shapely.box(116.3, 37.4, 116.301, 37.4008)],
+                     crs=4326).to_file(folder / "verdicts.geojson")
+    (folder / name).write_text(content)
+    with pytest.raises(InputError, match=f"cannot read {name}") as caught:
+        read_results([folder])
+    assert caught.value.source == folder / name
+    assert main(["map", str(folder), "--out", str(tmp_path / "m.html")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 2, err
+    assert not (tmp_path / "m.html").exists()

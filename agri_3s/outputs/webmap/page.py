@@ -29,6 +29,7 @@ import xarray as xr
 
 from ...decisions.crosscheck import rejected_claims
 from ...errors import InputError
+from ..export import output_file
 from ..privacy import PII_COLUMNS, mask_pii
 from . import assets
 from .data import (
@@ -376,8 +377,7 @@ def write_map(page: MapPage, path: str | Path) -> Path:
     >>> write_map(build_map(parcels), "maps/parcels.html")  # doctest: +SKIP
     PosixPath('maps/parcels.html')
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = output_file(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

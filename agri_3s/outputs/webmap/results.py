@@ -57,6 +57,17 @@ class Result:
         return sorted({t.date() for t in d})
 
 
+def _read(path: Path, reader):
+    """``reader(path)``; any reader failure is an unreadable file of the user's (exit 2)."""
+    try:
+        return reader(path)
+    except Exception as exc:  # pyogrio, netCDF and JSON readers raise many types
+        said = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"cannot read {path.name} ({said}).", source=path,
+                         fix="pass the --out folder of an underwrite / assess run as it wrote "
+                             "it (run the job again if a file is damaged)") from exc
+
+
 def read_results(folders: list[str | Path]) -> list[Result]:
     """The verdicts / claims of each result folder (``--out`` of underwrite / assess).
 
@@ -66,8 +77,9 @@ def read_results(folders: list[str | Path]) -> list[Result]:
     for folder in map(Path, folders):
         run = {}
         if (folder / "run.json").is_file():
-            run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        series = (xr.load_dataset(folder / "series.nc", engine="scipy")
+            run = _read(folder / "run.json",
+                        lambda p: json.loads(p.read_text(encoding="utf-8")))
+        series = (_read(folder / "series.nc", lambda p: xr.load_dataset(p, engine="scipy"))
                   if (folder / "series.nc").is_file() else None)
         found = [k for k in ("verdicts", "claims") if (folder / f"{k}.geojson").is_file()]
         if not found:
@@ -76,7 +88,7 @@ def read_results(folders: list[str | Path]) -> list[Result]:
                                                 "assess run")
         imagery = load_imagery(folder)
         for kind in found:
-            table = gpd.read_file(folder / f"{kind}.geojson")
+            table = _read(folder / f"{kind}.geojson", gpd.read_file)
             table["parcel_id"] = table["parcel_id"].astype(str)
             out.append(Result(folder, kind, table, series, imagery, run))
     return out
