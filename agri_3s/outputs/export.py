@@ -346,21 +346,29 @@ def write_geojson(gdf: gpd.GeoDataFrame, path: str | Path, *, name: str) -> Path
     """
     import shapely
 
-    geometry = gdf.geometry.values
-    shapes = shapely.to_geojson(geometry)
-    shapes = np.where(pd.isna(geometry), "null", shapes)
-    props = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-    lines = (props.to_json(orient="records", lines=True, double_precision=15, force_ascii=False,
-                           date_format="iso").splitlines() if len(props.columns)
-             else ["{}"] * len(props))
     head = json.dumps({"type": "FeatureCollection", "name": name, "crs": CRS84},
                       ensure_ascii=False)[:-1]
+    props = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
+    geometry = gdf.geometry.values
     with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write(head + ',"features":[\n')
-        f.write(",\n".join(f'{{"type":"Feature","properties":{p},"geometry":{g}}}'
-                           for p, g in zip(lines, shapes)))
+        f.write(head + ',"features":[')
+        for start in range(0, len(gdf), GEOJSON_BLOCK):  # blocks: bounded memory
+            block = slice(start, start + GEOJSON_BLOCK)
+            shapes = shapely.to_geojson(geometry[block])
+            shapes = np.where(pd.isna(geometry[block]), "null", shapes)
+            rows = props.iloc[block]
+            lines = (rows.to_json(orient="records", lines=True, double_precision=15,
+                                  force_ascii=False, date_format="iso").splitlines()
+                     if len(rows.columns) else ["{}"] * len(rows))
+            f.write(("\n" if start == 0 else ",\n") + ",\n".join(
+                f'{{"type":"Feature","properties":{p},"geometry":{g}}}'
+                for p, g in zip(lines, shapes)))
         f.write("\n]}\n")
     return Path(path)
+
+
+#: Features encoded at a time by :func:`write_geojson`.
+GEOJSON_BLOCK = 20_000
 
 
 def _plain_columns(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
