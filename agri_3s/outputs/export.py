@@ -358,7 +358,8 @@ def write_geojson(gdf: gpd.GeoDataFrame, path: str | Path, *, name: str) -> Path
             shapes = np.where(pd.isna(geometry[block]), "null", shapes)
             rows = props.iloc[block]
             lines = (rows.to_json(orient="records", lines=True, double_precision=15,
-                                  force_ascii=False, date_format="iso").splitlines()
+                                  force_ascii=False, date_format="iso")
+                     .rstrip("\n").split("\n")  # not splitlines(): text may hold U+2028
                      if len(rows.columns) else ["{}"] * len(rows))
             f.write(("\n" if start == 0 else ",\n") + ",\n".join(
                 f'{{"type":"Feature","properties":{p},"geometry":{g}}}'

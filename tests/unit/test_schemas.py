@@ -405,7 +405,8 @@ def test_the_input_limit_is_within_the_export_limit():
 
 def test_geojson_written_in_blocks_holds_every_feature_as_given(tmp_path, monkeypatch):
     """The GeoJSON writer encodes features in blocks (bounded memory at 10⁶ parcels): across
-    block edges every feature keeps its values, gaps, Chinese text and geometry, in order."""
+    block edges every feature keeps its values, gaps, Chinese text (line separators inside
+    text included) and geometry, in order."""
     import json
 
     import geopandas as gpd
@@ -415,7 +416,7 @@ def test_geojson_written_in_blocks_holds_every_feature_as_given(tmp_path, monkey
 
     monkeypatch.setattr(export, "GEOJSON_BLOCK", 3)
     given = gpd.GeoDataFrame(
-        {"parcel_id": [f"p{i}" for i in range(8)], "reasons_zh": ["出苗偏晚"] * 8,
+        {"parcel_id": [f"p{i}" for i in range(8)], "reasons_zh": ["出苗偏晚"] * 7 + ["甲\u2028乙\x0b"],
          "confidence": [0.5, None, 0.25, 1.0, 0.0, 0.75, None, 0.125],
          "n": pd.array([1, None, 3, 4, 5, 6, 7, 8], dtype="Int64")},
         geometry=[shapely.box(i, 0, i + 0.5, 0.5) for i in range(7)] + [None], crs=4326)
@@ -426,6 +427,6 @@ def test_geojson_written_in_blocks_holds_every_feature_as_given(tmp_path, monkey
     assert [p["parcel_id"] for p in props] == given["parcel_id"].tolist()
     assert [p["confidence"] for p in props] == [0.5, None, 0.25, 1.0, 0.0, 0.75, None, 0.125]
     assert [p["n"] for p in props] == [1, None, 3, 4, 5, 6, 7, 8]
-    assert {p["reasons_zh"] for p in props} == {"出苗偏晚"}
+    assert [p["reasons_zh"] for p in props] == given["reasons_zh"].tolist()  # U+2028 is no row end
     assert doc["features"][7]["geometry"] is None
     assert shapely.geometry.shape(doc["features"][4]["geometry"]).equals(shapely.box(4, 0, 4.5, 0.5))
