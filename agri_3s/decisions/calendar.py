@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..tomlfile import check_keys, read_toml
-from ..types import Season
+from ..types import TEXT_MAX_LENGTH, Season
 
 BUILTIN = Path(__file__).resolve().parents[1] / "data" / "crop_calendars.toml"
 #: The keys of a calendar entry ``[crop.region]`` and of one of its ``stages``: a misspelt one
@@ -102,6 +102,7 @@ def _parse(crop: str, region: str, entry: dict, source: Path) -> CropCalendar:
             if isinstance(stage, dict):
                 check_keys(stage, STAGE_KEYS, where=f"stage {n} of [{crop}.{region}]",
                            source=source)
+        _check_names(entry, crop, region, source)
     try:
         windows = {k: Window(_md(entry[k][0], where), _md(entry[k][1], where))
                    for k in ("sowing", "emergence", "peak", "harvest")}
@@ -115,6 +116,20 @@ def _parse(crop: str, region: str, entry: dict, source: Path) -> CropCalendar:
         raise InputError(f"crop calendar entry is incomplete ({exc!r}).", source=where,
                          fix="give sowing, emergence, peak, harvest as [\"MM-DD\", \"MM-DD\"] and "
                              "peak_ndvi_min") from exc
+
+
+def _check_names(entry: dict, crop: str, region: str, source: Path) -> None:
+    """Names go into every claim's growth stage and the posting list: one longer than the
+    exports' text limit is refused here rather than cut in them."""
+    named = [("", entry)] + [(f"stage {n} ", s) for n, s in
+                             enumerate(entry.get("stages") or [], 1) if isinstance(s, dict)]
+    for label, part in named:
+        for key in ("name", "name_zh", "name_en"):
+            text = part.get(key)
+            if isinstance(text, str) and len(text) > TEXT_MAX_LENGTH:
+                raise InputError(f"{label}{key} of [{crop}.{region}] is {len(text)} characters "
+                                 f"long, above the limit of {TEXT_MAX_LENGTH}.", source=source,
+                                 fix=f"shorten it to at most {TEXT_MAX_LENGTH} characters")
 
 
 def load_calendars(path: str | Path | None = None) -> dict[str, list[CropCalendar]]:

@@ -182,3 +182,22 @@ def test_a_valid_calendar_file_still_reads(tmp_path):
                          ids=lambda p: p.name)
 def test_the_shipped_calendar_files_follow_the_rule(path):
     assert load_calendars(path)
+
+
+@pytest.mark.parametrize("old, new, said", [
+    ('name_zh = "玉米"', 'name_zh = "' + "玉" * 201 + '"', "name_zh of [maize.test_region] is 201"),
+    ('{ name = "late",', '{ name = "' + "l" * 300 + '",', "stage 2 name of [maize.test_region] "
+                                                        "is 300"),
+])
+def test_a_calendar_name_longer_than_the_text_limit_is_refused(old, new, said, tmp_path):
+    """Stage and crop names go into every claim (growth_stage) and the posting list; one over
+    README's 200-character limit used to be cut in the exports with only a warning."""
+    assert old in CALENDAR
+    path = tmp_path / "calendar.toml"
+    path.write_text(CALENDAR.replace(old, new), encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        load_calendars(path)
+    assert caught.value.problem == f"{path}: {said} characters long, above the limit of 200."
+    path.write_text(CALENDAR.replace(old, new[:old.index('"') + 1] + "x" * 200 + '"'
+                                     + new[new.rindex('"') + 1:]), encoding="utf-8")
+    assert load_calendars(path)  # 200 characters: accepted
