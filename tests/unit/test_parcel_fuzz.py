@@ -3,7 +3,8 @@ check` answers with a report or a bad-input error — never a traceback — and 
 comes out again (rows in = rows reported).
 
 The profile is derandomised (the same examples on every run, so CI never flakes) and small
-(a few seconds in all). For a long hunt with fresh examples:
+(a few seconds in all); CSV, vertex tables, GeoJSON, shapefiles (UTF-8 and GBK DBF) and field-app
+KML. For a long hunt with fresh examples:
 ``AGRI3S_FUZZ_RANDOM=1 AGRI3S_FUZZ_EXAMPLES=2000 pytest tests/unit/test_parcel_fuzz.py``.
 """
 
@@ -171,3 +172,67 @@ def test_geojson_never_a_traceback_and_every_feature_reported(features):
         report = _check(path, Path(tmp) / "check")
         if report is not None:
             assert report["row_number"].astype(int).tolist() == list(range(1, len(features) + 1))
+
+
+# shapefile field names (DBF: at most 10 bytes; `declared_a` is `declared_area_mu` cut short)
+DBF_HEADERS = ["地块编号", "parcel_id", "作物", "crop", "declared_a", "农户姓名", "备注"]
+POLYGON = st.one_of(
+    st.builds(lambda ring: __import__("shapely").Polygon(ring + ring[:1]),
+              st.lists(_lon_lat(), min_size=3, max_size=6)),
+    st.just(None))
+
+
+@FUZZ
+@given(headers=st.lists(st.sampled_from(DBF_HEADERS), min_size=0, max_size=4, unique=True),
+       rows=st.lists(st.tuples(POLYGON, st.lists(CELL, min_size=4, max_size=4)), min_size=1,
+                     max_size=6),
+       encoding=st.sampled_from(["utf-8", "gbk"]))
+def test_shapefiles_never_a_traceback_and_every_record_reported(headers, rows, encoding):
+    """A DBF in UTF-8 or GBK (with its .cpg), polygons or none, text cells of any kind."""
+    import geopandas as gpd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "地块.shp"
+        table = {h: [cells[k] for _, cells in rows] for k, h in enumerate(headers)}
+        gdf = gpd.GeoDataFrame(table or {"id_": list(range(len(rows)))},
+                               geometry=[g for g, _ in rows], crs=4326)
+        try:
+            gdf.to_file(path, encoding=encoding)
+        except (UnicodeEncodeError, ValueError):  # text the codepage cannot hold: no real file
+            return
+        except Exception as exc:  # GDAL refused to write it (e.g. a cell over 254 bytes)
+            if "OGR" in type(exc).__name__ or "pyogrio" in type(exc).__module__:
+                return
+            raise
+        report = _check(path, Path(tmp) / "check")
+        if report is not None:
+            assert report["row_number"].astype(int).tolist() == list(range(1, len(rows) + 1))
+
+
+@FUZZ
+@given(placemarks=st.lists(st.tuples(CELL, CELL, st.one_of(
+    st.lists(_lon_lat(), min_size=3, max_size=6), st.just(None))), min_size=1, max_size=6))
+def test_field_app_kml_never_a_traceback_and_every_placemark_reported(placemarks):
+    """A KML as a phone field app writes it: a name, a description, a polygon or none."""
+    from xml.sax.saxutils import escape
+
+    def placemark(name: str, note: str, ring) -> str:
+        shape = "" if ring is None else (
+            "<Polygon><outerBoundaryIs><LinearRing><coordinates>"
+            + " ".join(f"{x!r},{y!r}" for x, y in ring + ring[:1])
+            + "</coordinates></LinearRing></outerBoundaryIs></Polygon>")
+        return (f"<Placemark><name>{escape(name)}</name><description>{escape(note)}"
+                f"</description>{shape}</Placemark>")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "测绘.kml"
+        body = "".join(placemark(*p) for p in placemarks)
+        try:
+            path.write_text('<?xml version="1.0" encoding="UTF-8"?><kml xmlns="http://www.'
+                            f'opengis.net/kml/2.2"><Document>{body}</Document></kml>',
+                            encoding="utf-8")
+        except UnicodeEncodeError:
+            return
+        report = _check(path, Path(tmp) / "check")
+        if report is not None:
+            assert len(report) == len(placemarks)
