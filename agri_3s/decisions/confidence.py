@@ -78,9 +78,10 @@ def rules_only_cap() -> tuple[float, str]:
 
 def calibration_source(path: str | Path | None = None) -> str:
     """What the calibration tables in use were fitted on (for ``run.json``)."""
+    cap, why = rules_only_cap()
     text = f"{BUILTIN.name}: {load_calibration(None)[2]}"
-    return text + (f"; then {Path(path).name}: {load_calibration(str(path))[2]}" if path
-                   else "")
+    text += f"; then {Path(path).name}: {load_calibration(str(path))[2]}" if path else ""
+    return text + (f"; without the crop model at most {cap} ({why})" if cap < 1 else "")
 
 
 def calibrate(p_raw: np.ndarray, path: str | Path | None = None) -> np.ndarray:

@@ -60,6 +60,7 @@ def test_a_verdict_without_the_crop_model_is_no_surer_than_the_rules_were_on_ken
 
     cap, why = confidence.rules_only_cap()
     assert cap == pytest.approx(0.718, abs=0.005) and "kenya" in why
+    assert f"at most {cap} ({why})" in confidence.calibration_source()  # said in run.json
     one = np.ones(2)
     e = NS(canopy=0.85 * one, seedbed_min=0.12 * one, canopy_mean=0.7 * one,
            harvest_min=0.2 * one, n_sowing=3 * one, n_harvest=3 * one, n_season=20 * one,
