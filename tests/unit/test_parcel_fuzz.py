@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -182,6 +183,7 @@ POLYGON = st.one_of(
     st.just(None))
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # GDAL: names laundered, text not in GBK
 @FUZZ
 @given(headers=st.lists(st.sampled_from(DBF_HEADERS), min_size=0, max_size=4, unique=True),
        rows=st.lists(st.tuples(POLYGON, st.lists(CELL, min_size=4, max_size=4)), min_size=1,
