@@ -97,12 +97,7 @@ class CropCalendar:
 def _parse(crop: str, region: str, entry: dict, source: Path) -> CropCalendar:
     where = f"{source} [{crop}.{region}]"
     if isinstance(entry, dict):
-        check_keys(entry, ENTRY_KEYS, where=f"[{crop}.{region}]", source=source)
-        for n, stage in enumerate(entry.get("stages") or [], 1):
-            if isinstance(stage, dict):
-                check_keys(stage, STAGE_KEYS, where=f"stage {n} of [{crop}.{region}]",
-                           source=source)
-        _check_names(entry, crop, region, source)
+        _check_entry(entry, crop, region, source)
     try:
         windows = {k: Window(_md(entry[k][0], where), _md(entry[k][1], where))
                    for k in ("sowing", "emergence", "peak", "harvest")}
@@ -118,17 +113,23 @@ def _parse(crop: str, region: str, entry: dict, source: Path) -> CropCalendar:
                              "peak_ndvi_min") from exc
 
 
-def _check_names(entry: dict, crop: str, region: str, source: Path) -> None:
-    """Names go into every claim's growth stage and the posting list: one longer than the
-    exports' text limit is refused here rather than cut in them."""
-    named = [("", entry)] + [(f"stage {n} ", s) for n, s in
-                             enumerate(entry.get("stages") or [], 1) if isinstance(s, dict)]
-    for label, part in named:
+def _check_entry(entry: dict, crop: str, region: str, source: Path) -> None:
+    """Unknown keys of an entry and its stages are refused (naming the closest known key), and
+    so are names longer than the exports' text limit: names go into every claim's growth stage
+    and the posting list, and are refused here rather than cut in them."""
+    where = f"[{crop}.{region}]"
+    check_keys(entry, ENTRY_KEYS, where=where, source=source)
+    parts = [("", entry)]
+    for n, stage in enumerate(entry.get("stages") or [], 1):
+        if isinstance(stage, dict):
+            check_keys(stage, STAGE_KEYS, where=f"stage {n} of {where}", source=source)
+            parts.append((f"stage {n} ", stage))
+    for label, part in parts:
         for key in ("name", "name_zh", "name_en"):
             text = part.get(key)
             if isinstance(text, str) and len(text) > TEXT_MAX_LENGTH:
-                raise InputError(f"{label}{key} of [{crop}.{region}] is {len(text)} characters "
-                                 f"long, above the limit of {TEXT_MAX_LENGTH}.", source=source,
+                raise InputError(f"{label}{key} of {where} is {len(text)} characters long, "
+                                 f"above the limit of {TEXT_MAX_LENGTH}.", source=source,
                                  fix=f"shorten it to at most {TEXT_MAX_LENGTH} characters")
 
 
