@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..blocks import for_blocks
 from ..errors import InputError
@@ -39,7 +40,7 @@ FOLDS = 5
 #: Parcels whose features are made at a time (bounded memory).
 CHUNK = 65_536
 #: Parcels each tree is grown on (a bootstrap sample of the training pool).
-TREE_SAMPLES = 2_000
+TREE_SAMPLES = 1_000
 #: Declarations whose crop the first round finds less likely than this are left out of the
 #: second round's training (presumed false).
 CLEAN_BELOW = 0.1
@@ -182,15 +183,19 @@ def cross_fitted(x: np.ndarray, declared: np.ndarray, trainable: np.ndarray, *,
     The forests train on a stratified pool of at most ``MAX_TRAIN`` parcels per fold; the first
     round only judges that pool (to find the presumed-false declarations in it), the second
     judges every parcel — so a province costs a few forests, not a forest per parcel."""
-    classes = sorted(np.unique(declared[trainable]).tolist())
+    code, names = pd.factorize(np.asarray(declared, object), sort=True)  # hashed, not sorted
+    learnt = np.unique(code[trainable & (code >= 0)])
+    classes = [str(c) for c in names[learnt]]
+    label = np.full(len(names) + 1, -1)  # crop code → class column (-1: not learnt)
+    label[learnt] = np.arange(len(learnt))
+    label = label[code]
     rng = np.random.default_rng(seed)
     fold = rng.integers(0, FOLDS, len(x))
-    pool = _sample(np.flatnonzero(trainable), declared, MAX_TRAIN * FOLDS // (FOLDS - 1), rng)
-    cls_index = {c: i for i, c in enumerate(classes)}
+    pool = _sample(np.flatnonzero(trainable), label, MAX_TRAIN * FOLDS // (FOLDS - 1), rng)
 
     def judge(rows_train: np.ndarray, rows: np.ndarray, k: int, out: np.ndarray) -> None:
-        forest = _train(x[rows_train], declared[rows_train], seed + k)
-        cols = [cls_index[c] for c in forest.classes_]
+        forest = _train(x[rows_train], label[rows_train], seed + k)
+        cols = forest.classes_
         for a in range(0, len(rows), 200_000):
             part = rows[a:a + 200_000]
             p = np.zeros((len(part), len(classes)), np.float32)
@@ -200,22 +205,13 @@ def cross_fitted(x: np.ndarray, declared: np.ndarray, trainable: np.ndarray, *,
     first = np.full((len(x), len(classes)), np.nan, np.float32)
     for k in range(FOLDS):
         judge(pool[fold[pool] != k], pool[fold[pool] == k], k, first)
-    own = _declared_probability(first[pool], classes, declared[pool])
+    own = first[pool, label[pool]]
     kept = pool[~(own < CLEAN_BELOW)]
     proba = np.full((len(x), len(classes)), np.nan, np.float32)
     for k in range(FOLDS):
         judge(kept[fold[kept] != k], np.flatnonzero(fold == k), FOLDS + k, proba)
     return proba, classes, {"presumed_false_left_out": int(len(pool) - len(kept)),
                             "training_pool": int(len(pool))}
-
-
-def _declared_probability(proba: np.ndarray, classes: list[str], declared: np.ndarray
-                          ) -> np.ndarray:
-    idx = np.array([classes.index(c) if c in classes else -1 for c in np.unique(declared)])
-    lookup = dict(zip(np.unique(declared), idx))
-    col = np.array([lookup[c] for c in declared]) if len(declared) else np.zeros(0, int)
-    p = proba[np.arange(len(proba)), np.clip(col, 0, None)]
-    return np.where(col >= 0, p, np.nan)
 
 
 def judge_declarations(crop_model, curve: SeasonCurve, values, ok, days, declared: np.ndarray,
@@ -240,7 +236,9 @@ def judge_declarations(crop_model, curve: SeasonCurve, values, ok, days, declare
         report = {"used": True, "how": "applied a saved model",
                   "trained_on": crop_model.trained_on}
     else:
-        counts = {c: int(k) for c, k in zip(*np.unique(declared[judged], return_counts=True))}
+        code, names = pd.factorize(np.asarray(declared[judged], object), sort=True)
+        counts = {str(c): int(k) for c, k in zip(names, np.bincount(code[code >= 0],
+                                                                    minlength=len(names)))}
         learnt = {c: k for c, k in counts.items() if k >= MIN_PER_CROP}
         if len(learnt) < 2 or judged.sum() < MIN_PARCELS:
             why = (f"{len(learnt)} crop(s) with at least {MIN_PER_CROP} parcels among "
@@ -252,7 +250,7 @@ def judge_declarations(crop_model, curve: SeasonCurve, values, ok, days, declare
                                            "declared_counts": counts}
         n_steps = int(np.ceil((curve.end_day - curve.start_day) / step_days))
         x = features(curve, values, ok, days, step_days=step_days, n_steps=n_steps)
-        trainable = judged & np.isin(declared, list(learnt))
+        trainable = judged & (pd.Index(list(learnt)).get_indexer(declared) >= 0)
         proba, classes, info = cross_fitted(x, declared, trainable)
         report = {"used": True, "how": f"random forest cross-fitted over {FOLDS} folds of "
                   "the batch's own declarations", "crops": learnt, **info}
@@ -263,18 +261,18 @@ def judge_declarations(crop_model, curve: SeasonCurve, values, ok, days, declare
                        "features": hashlib.sha256(x[trainable].tobytes()).hexdigest()[:16]}
                       ).save(save_to)
             report["saved_to"] = str(save_to)
-    known = judged & np.isin(declared, classes)
-    p = _declared_probability(proba, classes, np.where(np.isin(declared, classes), declared,
-                                                       classes[0]))
-    p_declared[known] = p[known]
-    best = np.asarray(classes, dtype=object)[np.nan_to_num(proba, nan=-1).argmax(axis=1)]
-    likeliest[judged] = best[judged]
+    col = pd.Index(classes).get_indexer(declared)  # the declared crop's class (-1: unknown)
+    known = judged & (col >= 0)
+    p_declared[known] = proba[np.flatnonzero(known), col[known]]
+    best = np.nan_to_num(proba, nan=-1).argmax(axis=1)
+    likeliest[judged] = np.asarray(classes, dtype=object)[best[judged]]
     report["agreement_with_declarations"] = round(float(
-        (best[known] == declared[known]).mean()), 4) if known.any() else None
+        (best[known] == col[known]).mean()), 4) if known.any() else None
     # how well this batch's crops can be told apart: the mean share of each learnt crop's
     # parcels the (cross-fitted) model gives back to that crop (balanced recall)
-    recall = [float((best[known & (declared == c)] == c).mean()) for c in classes
-              if (known & (declared == c)).any()]
+    hits = np.bincount(col[known], weights=best[known] == col[known], minlength=len(classes))
+    seen = np.bincount(col[known], minlength=len(classes))
+    recall = hits[seen > 0] / seen[seen > 0]
     if len(recall) >= 2:  # chance-corrected, on the scale of "probability a verdict is right":
         chance = 1.0 / len(recall)  # 0.5 when the crops look alike, 1 when always told apart
         kappa = max(0.0, (float(np.mean(recall)) - chance) / (1.0 - chance))

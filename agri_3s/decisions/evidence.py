@@ -276,10 +276,34 @@ def canopy_reference(values: np.ndarray, ok: np.ndarray, crop_index: np.ndarray,
 
     Soil is the batch's 5th percentile of clear NDVI (every season has bare soil somewhere;
     from a systematic sample of at most 2 million looks)."""
-    mean = np.where(ok, values, np.nan)
-    cover = np.full(mean.shape, np.nan, np.float32)
-    if not np.isfinite(mean).any():
+    n, t = values.shape
+    cover = np.full((n, t), np.nan, np.float32)
+    step = max(1, values.size // 2_000_000)
+    looks = np.where(ok.ravel()[::step], values.ravel()[::step], np.nan)
+    if not np.isfinite(looks).any():
         return cover
+    soil = float(nan_quantiles(looks, 5))
+    # each crop's healthy canopy per date: the p90 over its parcels (a systematic sample of a
+    # province's: the p90 of REFERENCE_SAMPLE parcels is within ~0.002 NDVI of all of theirs);
+    # the last row (crop index -1, too few parcels) stays NaN
+    crops = np.unique(crop_index[crop_index >= 0])
+    full = np.full((int(crops.max(initial=-1)) + 2, t), np.nan, np.float32)
+    for crop in crops:
+        members = np.flatnonzero(crop_index == crop)
+        if len(members) < min_parcels:
+            continue
+        sample = members[::-(-len(members) // REFERENCE_SAMPLE)]
+        full[crop] = nan_quantiles(np.where(ok[sample], values[sample], np.nan), 90, axis=0)
+    full[~(full - soil > 0.2)] = np.nan  # no canopy yet
+    span = full - soil
+
+    def block(rows: slice) -> None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.where(ok[rows], values[rows] - soil, np.nan) / span[crop_index[rows]]
+        np.clip(rel, 0.0, 1.0, out=cover[rows])
+
+    for_blocks(block, n, CHUNK)
+    return cover
     soil = float(nan_quantiles(mean.ravel()[:: max(1, mean.size // 2_000_000)], 5))
     for crop in np.unique(crop_index[crop_index >= 0]):
         members = np.flatnonzero(crop_index == crop)

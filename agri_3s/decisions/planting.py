@@ -181,7 +181,11 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     s = series.sel(time=slice(np.datetime64(season.start - LOOKBACK), np.datetime64(season.end)))
     n = len(parcels)
     ids = parcels["parcel_id"].astype(str).to_numpy()
-    row = pd.Index(s["parcel_id"].values.astype(str)).get_indexer(ids)
+    series_ids = s["parcel_id"].values
+    if len(series_ids) == n and bool(np.all(series_ids == ids)):  # the usual case: no lookup
+        row = np.arange(n)
+    else:
+        row = pd.Index(series_ids.astype(str)).get_indexer(ids)
     have = row >= 0
     r = np.where(have, row, 0)
     times = s["time"].values
@@ -200,10 +204,12 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
         v[~have] = fill
         return v
 
-    crops = parcels["crop"].astype(object).where(parcels["crop"].notna(), "").astype(str)
-    codes = pd.unique(crops.to_numpy())
+    # the declared crops as one object array of strings ("" where none)
+    crops = parcels["crop"].to_numpy(object)
+    crops = np.where(pd.isna(crops), "", crops).astype(str).astype(object)
+    codes = pd.unique(crops)
     cals = [calendar_for(calendars, c, region) for c in codes]
-    crop_of = pd.Index(codes).get_indexer(crops.to_numpy())
+    crop_of = pd.Index(codes).get_indexer(crops)
     cal_index = np.where([cals[k] is not None for k in crop_of], crop_of, -1)
     w = ev.place_windows(cals, cal_index, season, origin)
     values, p75, veg = var("ndvi_mean"), var("ndvi_p75"), var("vegetated_fraction")
@@ -335,7 +341,7 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
         from .crop_model import judge_declarations
 
         p_model, likeliest, report = judge_declarations(
-            crop_model, curve, values, ok, days, crops.to_numpy(), judged,
+            crop_model, curve, values, ok, days, crops, judged,
             save_to=save_crop_model)
         model_report = {} if model_report is None else model_report
         model_report.update(report)
@@ -352,7 +358,7 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     green0 = judged & ~red0 & ~yellow0 & ~no_cal
     soft_yellow = yellow0 & ~_outside(why, "yellow", SOFT_REVIEW)
     soft_red = red0 & ~_outside(why, "red", SOFT_RED)
-    other = has_model & (likeliest.astype(str) != crops.to_numpy())
+    other = has_model & (likeliest != crops)
     confirm = has_model & (p_model >= rules.model_confirms)
     reject = has_model & (p_model < rules.model_rejects) & other
     doubt = has_model & ~confirm & ~reject
@@ -384,7 +390,7 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     nodata.add("NO_PIXELS", "red", no_pixels & ~from_source)
     nodata.add("FEW_CLEAR_OBS", "red", few, n=e.n_season)
     nodata.add("NO_PEAK_OBS", "red", no_peak)
-    nodata.add("UNKNOWN_CROP", "red", no_verdict, crop=crops.to_numpy())
+    nodata.add("UNKNOWN_CROP", "red", no_verdict, crop=crops)
     status[~decided] = "no_data"
     text, text_nd = why.columns(), nodata.columns()
     planted = {"reasons": "PLANTED", "reasons_zh": REASONS["PLANTED"][0],

@@ -116,8 +116,10 @@ def season_metrics(smoothed: np.ndarray, observed: np.ndarray, days: np.ndarray,
     out["n_cycles"] = np.zeros(n, np.int32)
 
     def metrics(rows: slice) -> None:
-        part = _block(z[rows].T.astype(np.float64), obs[rows].T, days, start[rows],
-                      end[rows], amplitude_fraction, min_amplitude, max_gap_days)
+        # (T, c) blocks in C order (a transposed view would stride every date's row)
+        part = _block(np.ascontiguousarray(z[rows].T, dtype=np.float64),
+                      np.ascontiguousarray(obs[rows].T), days, start[rows], end[rows],
+                      amplitude_fraction, min_amplitude, max_gap_days)
         for key, value in part.items():
             out[key][rows] = value
 

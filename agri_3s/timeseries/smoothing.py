@@ -169,7 +169,7 @@ def _leverage(w: np.ndarray, factors: tuple[np.ndarray, np.ndarray, np.ndarray])
 def _look_scale(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``√w`` as (c, T) float32 with NaN where ``w == 0``, and the looks per column: computed
     once per chunk for `_robust_sd`."""
-    scale = np.sqrt(w.T, dtype=np.float32)
+    scale = np.sqrt(np.ascontiguousarray(w.T), dtype=np.float32)
     scale[scale == 0] = np.nan
     return scale, np.count_nonzero(w > 0, axis=0)
 
@@ -179,7 +179,7 @@ def _robust_sd(r: np.ndarray, look_scale: tuple[np.ndarray, np.ndarray]) -> np.n
     of the (T, c) residuals ``r``: σ of a fully weighted look for Gaussian noise, unmoved by a
     few cloud dips. NaN for a column without looks."""
     scale, k = look_scale
-    x = r.T.astype(np.float32)
+    x = np.ascontiguousarray(r.T, dtype=np.float32)  # (c, T) rows contiguous for the sort
     x *= scale                                   # NaN off the looks; NaN sorts last
     rows = np.arange(x.shape[0])
     lo, hi = np.maximum(k - 1, 0) // 2, np.maximum(k, 1) // 2
@@ -278,8 +278,10 @@ def whittaker(values: np.ndarray, weights: np.ndarray, days: np.ndarray, *,
 
     def smooth(rows: slice) -> None:
         lo, hi = rows.start, rows.stop
-        y = values[lo:hi].T.astype(np.float64)            # (T, c): time rows are contiguous
-        w0 = weights[lo:hi].T.astype(np.float64)
+        # (T, c) in C order: each date's row is contiguous for the recursion (astype of a
+        # transpose would keep the transposed layout, striding every row: 2.4× slower)
+        y = np.ascontiguousarray(values[lo:hi].T, dtype=np.float64)
+        w0 = np.ascontiguousarray(weights[lo:hi].T, dtype=np.float64)
         if np.any(w0 < 0) or np.any(w0 > 1 + 1e-6):
             raise InputError("weights must lie in [0, 1]", source="whittaker",
                              fix="pass the clear fraction (0 = no look, 1 = fully clear)")
