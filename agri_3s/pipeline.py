@@ -11,6 +11,7 @@ import datetime as dt
 import difflib
 import functools
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -19,6 +20,13 @@ import geopandas as gpd
 import pandas as pd
 import xarray as xr
 
+from .checkpoint import (
+    content_key,
+    load_decided,
+    package_fingerprint,
+    reuse_or_write,
+    save_decided,
+)
 from .crs import metric_crs
 from .decisions.calendar import load_calendars
 from .decisions.confidence import calibration_source
@@ -34,7 +42,13 @@ from .decisions.loss import (
 )
 from .decisions.planting import LOOKBACK, PlantingRules, verify_planting
 from .errors import InputError
-from .outputs.export import atomic_path, write_manifest, write_schemas, write_table
+from .outputs.export import (
+    atomic_path,
+    file_sha256,
+    write_manifest,
+    write_schemas,
+    write_table,
+)
 from .outputs.privacy import mask_pii
 from .outputs.publish import RunFolder, open_run, publish
 from .parcels.io import CLAIM_COLUMNS, REQUIRED_COLUMNS, read_parcels
@@ -167,12 +181,58 @@ def _result_table(parcels: gpd.GeoDataFrame, decided: pd.DataFrame, include_pii:
 
 
 def _write_outputs(out: Path, name: str, table: gpd.GeoDataFrame, series: xr.Dataset,
-                   formats: tuple[str, ...], include_pii: bool = False) -> dict[str, Path]:
-    files = {f"{name}{fmt}": write_table(table, out / f"{name}{fmt}", export=name)
+                   formats: tuple[str, ...], include_pii: bool = False, *,
+                   stage: _Stage | None = None) -> dict[str, Path]:
+    """The table in each format, its schemas and the series; a file an interrupted run of the
+    same job already wrote is taken from the checkpoints (``stage``)."""
+    reused = []
+
+    def kept(path: Path, write: Callable[[Path], Path]) -> Path:
+        if stage is None or stage.parts is None:
+            return write(path)
+        path, again = reuse_or_write(stage.parts, content_key(stage.key, path.name, include_pii),
+                                     path, write)
+        reused.extend([path.name] if again else [])
+        return path
+
+    files = {f"{name}{fmt}": kept(out / f"{name}{fmt}",
+                                  lambda p: write_table(table, p, export=name))
              for fmt in formats}
     files.update(write_schemas(out, name, table, formats, include_pii=include_pii))
-    files["series.nc"] = _save_series(series, out / "series.nc")
+    files["series.nc"] = kept(out / "series.nc", lambda p: _save_series(series, p))
+    if reused and stage.log:
+        stage.log(f"resuming: {', '.join(reused)} of the interrupted run reused.")
     return files
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """Where a job's decisions and outputs are checkpointed (``parts``, None: nowhere) and the
+    key of everything they depend on (:mod:`agri_3s.checkpoint`)."""
+
+    parts: Path | None
+    key: str
+    log: Callable[[str], None] | None = None
+
+    @classmethod
+    def of(cls, work: RunFolder | None, log: Callable[[str], None] | None,
+           *data: xr.Dataset | pd.DataFrame, **parameters) -> _Stage:
+        """The stage of a job on ``data`` (its series, parcels, …) with ``parameters``."""
+        if work is None:
+            return cls(None, "", log)
+        return cls(work.parts, content_key(*data, parameters, package_fingerprint()), log)
+
+    def decide(self, decide: Callable[[], tuple[pd.DataFrame, dict]]
+               ) -> tuple[pd.DataFrame, dict]:
+        """``decide()`` → (table, report), or both from an interrupted run of the same job."""
+        done = load_decided(self.parts, self.key)
+        if done is not None:
+            if self.log:
+                self.log("resuming: the decisions of the interrupted run are reused.")
+            return done
+        table, report = decide()
+        save_decided(self.parts, self.key, table, report)
+        return table, report
 
 
 #: Above this many parcels a job writes no ``map.html`` (one HTML page cannot hold them).
@@ -268,10 +328,20 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
                                     progress=progress, log=log, report=partitions)
     screen = screen or ScreenRules(min_clear_fraction=rules.min_clear_fraction)
     series = screen_looks(series, screen)
-    model_report: dict = {}
-    verdicts = verify_planting(series, judged, calendars, season, rules, region=region,
+    # (a model saved by the run is its side effect: such a run always decides afresh)
+    stage = _Stage.of(work if save_crop_model is None else None, log, series, gdf,
+                      job="underwrite", season=str(season), rules=_asdict(rules),
+                      screen=_asdict(screen), region=region, calendars=calendars,
+                      crop_model=_identity(crop_model), calibration=_identity(calibration),
+                      pool_units=pool_units)
+
+    def decide() -> tuple[pd.DataFrame, dict]:
+        report: dict = {}
+        return verify_planting(series, judged, calendars, season, rules, region=region,
                                crop_model=crop_model, save_crop_model=save_crop_model,
-                               calibration=calibration, model_report=model_report)
+                               calibration=calibration, model_report=report), report
+
+    verdicts, model_report = stage.decide(decide)
     if pool_units:
         verdicts = _spread_to_parcels(verdicts, with_units, gdf, series, calendars, season,
                                       rules)
@@ -281,7 +351,7 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
             parcel_id=("parcel", with_units["parcel_id"].astype(str).to_numpy()),
             unit_id=("parcel", with_units["unit_id"].astype(str).to_numpy()))
     table = _result_table(gdf, verdicts, include_pii)
-    files = _write_outputs(out, "verdicts", table, series, formats, include_pii)
+    files = _write_outputs(out, "verdicts", table, series, formats, include_pii, stage=stage)
     images, image_files, notes = _map_imagery(out, source, gdf[gdf["validity"] != "rejected"],
                                               series, season=season)
     files |= image_files
@@ -372,9 +442,16 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     series = partitioned_series(gdf, source, start, end, work=work.parts if work else None,
                                 partition_px=partition_px, scheduler=scheduler,
                                 progress=progress, log=log, report=partitions)
-    metric = gdf.to_crs(metric_crs(gdf))
-    estimates = estimate_losses(series, metric, event, params)
-    claims = claims_table(estimates, gdf, event, terms, calendars, params)
+    footprint = () if event.footprint is None else (event.footprint,)
+    stage = _Stage.of(work, log, series, gdf, *footprint, job="assess",
+                      event={k: v for k, v in _asdict(event).items() if k != "footprint"},
+                      terms=_asdict(terms), params=_asdict(params), calendars=calendars)
+
+    def decide() -> tuple[pd.DataFrame, dict]:
+        estimates = estimate_losses(series, gdf.to_crs(metric_crs(gdf)), event, params)
+        return claims_table(estimates, gdf, event, terms, calendars, params), {}
+
+    claims, _ = stage.decide(decide)
     rejected = (gdf["validity"] == "rejected").to_numpy()
     claims.loc[rejected, "status"] = "invalid"
     for col in ("reasons", "reasons_zh", "reasons_en"):
@@ -384,7 +461,7 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     if checked is not None:
         claims = flag_rejected(claims, checked)
     table = _result_table(gdf, claims, include_pii)
-    files = _write_outputs(out, "claims", table, series, formats, include_pii)
+    files = _write_outputs(out, "claims", table, series, formats, include_pii, stage=stage)
     images, image_files, notes = _map_imagery(out, source, gdf[gdf["validity"] != "rejected"],
                                               series, event=event)
     files |= image_files
@@ -468,6 +545,16 @@ def map_results(results: list[str | Path], out: str | Path, *, lang: str = "zh",
 
 def _asdict(obj) -> dict:
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _identity(value) -> object:
+    """What a checkpoint key records of an input given by name or file: the file's hash, or
+    the value; an object given in memory (a fitted model) is never taken as the same."""
+    if isinstance(value, (str, Path)) and Path(value).is_file():
+        return {"file": str(value), "sha256": file_sha256(value)}
+    if value is None or isinstance(value, (str, Path, int, float)):
+        return str(value)
+    return uuid.uuid4().hex
 
 
 def _dates(series: xr.Dataset) -> list[str]:

@@ -130,6 +130,40 @@ def test_killed_at_random_points_a_rerun_resumes_to_byte_identical_outputs(small
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "reference"]  # no stray file
 
 
+def test_killed_after_its_decisions_a_rerun_reuses_them_and_the_files_written(small, tmp_path):
+    """The decisions (which need the whole batch) and each finished output file are
+    checkpointed: a rerun after a kill there decides nothing again and rewrites only what was
+    missing — to the same bytes; a changed parameter decides afresh."""
+    reference = tmp_path / "reference"
+    assert _run(small, reference).returncode == 0
+    out = tmp_path / "out"
+    parts = work_folder(out) / "parts"
+    job = _start(small, out)
+    _wait_for(lambda: (parts / "outputs" / "verdicts.csv.json").exists() or job.poll() is not None)
+    _kill(job)
+    assert (parts / "decided.json").exists(), "the job finished before it could be killed"
+    rerun = _run(small, out)
+    assert rerun.returncode == 0, rerun.stderr
+    text = " ".join(rerun.stderr.split())
+    assert "decisions of the interrupted run are reused" in text, text
+    assert "verdicts.csv" in text.split("decisions of the interrupted run are reused")[1], text
+    assert _data(out) == _data(reference)
+    _consistent(out)
+    # killed there again, then rerun without the crop model: nothing of the first job is reused
+    job = _start(small, out)
+    _wait_for(lambda: (parts / "decided.json").exists() or job.poll() is not None)
+    _kill(job)
+    assert (parts / "decided.json").exists(), "the job finished before it could be killed"
+    changed = _run(small, out, "--crop-model", "none")
+    assert changed.returncode == 0, changed.stderr
+    assert "of the interrupted run" not in changed.stderr, changed.stderr
+    import pandas as pd
+
+    decided_by = pd.read_csv(out / "verdicts.csv")["decided_by"].dropna()
+    assert len(decided_by) and not decided_by.str.contains("crop_model").any()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "reference"]  # no stray file
+
+
 def _data(out: Path) -> dict[str, bytes]:
     """The files of a run, run.json without its volatile entries."""
     files = {k: v for k, v in _files(out).items()

@@ -1,0 +1,158 @@
+"""Checkpoints of a job's later stages, so that a rerun after a kill resumes past them.
+
+The partitions' series are checkpointed by :mod:`agri_3s.partitions`. After them a job decides
+(verdicts or losses: the crop model, the neighbours and the soil levels need the whole batch)
+and writes its outputs. Both are kept in the work folder's ``parts/`` under a key that hashes
+everything they depend on — the series' content, the parcels, the job's parameters and the
+package's code — so a rerun reads them back only when it would compute the same thing; any
+change gives another key and they are recomputed:
+
+* ``decided.pkl`` + ``decided.json``: the decision table and what the job reports about it
+  (the crop model's report for ``run.json``), checked by SHA-256 — pickled, because only that
+  gives back exactly the same table (a user's column of mixed types, dates, pandas' string
+  dtype), which the outputs need to come out byte-identical; it is the job's own file;
+* ``outputs/NAME`` + ``outputs/NAME.json``: each output file as written into the staging
+  folder (a hard link to it: keeping it costs no copy), checked by size and modification time
+  — hashing gigabytes twice would cost more than writing them; ``run.json`` hashes the files
+  it publishes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import shapely
+import xarray as xr
+
+from .outputs.export import atomic_path, file_sha256, versions
+
+#: The package's files whose content decides a job's results (all of its code and data).
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def package_fingerprint() -> str:
+    """SHA-256 of agri_3s's sources and data files and the libraries' versions."""
+    h = hashlib.sha256(json.dumps(versions(), sort_keys=True).encode())
+    for f in sorted(_PACKAGE.rglob("*")):
+        if f.suffix in (".py", ".toml", ".json") and "node_modules" not in f.parts:
+            h.update(str(f.relative_to(_PACKAGE)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def content_key(*items) -> str:
+    """One SHA-256 over ``items``: datasets and tables by their content (every variable,
+    coordinate, column and geometry), arrays by their bytes, the rest as sorted JSON."""
+    h = hashlib.sha256()
+
+    def array(name: str, a) -> None:
+        a = np.asarray(a)
+        h.update(f"{name}|{a.dtype}|{a.shape}".encode())
+        if a.dtype == object:  # strings, dates, None: pandas' vectorised hash of each value
+            a = pd.util.hash_pandas_object(pd.Series(a.ravel(), dtype=object), index=False)
+        h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+
+    for item in items:
+        if isinstance(item, xr.Dataset):
+            for name in sorted(map(str, item.variables)):
+                array(name, item[name].values)
+            h.update(json.dumps(item.attrs, sort_keys=True, default=str).encode())
+        elif isinstance(item, pd.DataFrame):
+            for name in item.columns:
+                col = item[name]
+                if col.dtype.name == "geometry":
+                    wkb = shapely.to_wkb(np.asarray(col.values))
+                    wkb = np.where(pd.isna(wkb), b"", wkb)
+                    array(f"{name}.length", np.fromiter(map(len, wkb), np.int64, len(wkb)))
+                    h.update(b"".join(wkb))
+                elif col.dtype.kind in "biufcmM":
+                    array(str(name), col.to_numpy())
+                else:
+                    array(str(name), col.to_numpy(dtype=object))
+        elif isinstance(item, np.ndarray):
+            array("array", item)
+        else:
+            h.update(json.dumps(item, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def load_decided(parts: Path | None, key: str) -> tuple[pd.DataFrame, dict] | None:
+    """The decision table and report checkpointed under ``key``, or None."""
+    if parts is None:
+        return None
+    data, meta = parts / "decided.pkl", parts / "decided.json"
+    info = _read_json(meta)
+    if not info or info.get("key") != key:
+        return None
+    try:
+        if file_sha256(data) != info["sha256"]:
+            return None
+        table = pd.read_pickle(data)
+    except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError):
+        return None
+    return table, info.get("report", {})
+
+
+def save_decided(parts: Path | None, key: str, table: pd.DataFrame, report: dict) -> None:
+    """Checkpoint the decision table (atomically: the sidecar is written last)."""
+    if parts is None:
+        return
+    parts.mkdir(parents=True, exist_ok=True)
+    data = parts / "decided.pkl"
+    with atomic_path(data) as tmp:
+        table.to_pickle(tmp, protocol=pickle.HIGHEST_PROTOCOL)
+    with atomic_path(parts / "decided.json") as tmp:
+        tmp.write_text(json.dumps({"key": key, "sha256": file_sha256(data),
+                                   "report": report}, default=str))
+
+
+def reuse_or_write(parts: Path, key: str, path: Path, write: Callable[[Path], Path]
+                   ) -> tuple[Path, bool]:
+    """``write(path)`` an output file — unless an earlier, killed run of the same job (same
+    ``key``) already wrote it: then it is linked back into place. Either way it is kept as a
+    checkpoint in ``parts/outputs/``. Returns the path and whether it was reused."""
+    keep = parts / "outputs" / path.name
+    meta = keep.with_name(keep.name + ".json")
+    info = _read_json(meta)
+    try:
+        st = os.stat(keep)
+        intact = info is not None and info.get("key") == key and \
+            [st.st_size, st.st_mtime_ns] == [info.get("size"), info.get("mtime_ns")]
+    except OSError:
+        intact = False
+    if intact:
+        path.unlink(missing_ok=True)
+        _link(keep, path)
+        return path, True
+    meta.unlink(missing_ok=True)
+    written = write(path)
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    keep.unlink(missing_ok=True)
+    _link(written, keep)
+    st = os.stat(keep)
+    with atomic_path(meta) as tmp:
+        tmp.write_text(json.dumps({"key": key, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+    return written, False
+
+
+def _link(src: Path, dst: Path) -> None:
+    """A hard link (the staging folder and the checkpoints share a file system); a copy
+    where links are not possible."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
