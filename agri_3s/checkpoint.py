@@ -25,6 +25,7 @@ import os
 import pickle
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ import shapely
 import xarray as xr
 
 from .outputs.export import atomic_path, file_sha256, versions
+from .outputs.publish import RunFolder
 
 #: The package's files whose content decides a job's results (all of its code and data).
 _PACKAGE = Path(__file__).resolve().parent
@@ -156,3 +158,33 @@ def _link(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where a job's decisions and outputs are checkpointed (``parts``, None: nowhere), the
+    key of everything they depend on, and where the job says what it reused."""
+
+    parts: Path | None
+    key: str
+    log: Callable[[str], None] | None = None
+
+    @classmethod
+    def of(cls, work: RunFolder | None, log: Callable[[str], None] | None,
+           *data: xr.Dataset | pd.DataFrame, **parameters) -> Stage:
+        """The stage of a job on ``data`` (its series, parcels, …) with ``parameters``."""
+        if work is None:
+            return cls(None, "", log)
+        return cls(work.parts, content_key(*data, parameters, package_fingerprint()), log)
+
+    def decide(self, decide: Callable[[], tuple[pd.DataFrame, dict]]
+               ) -> tuple[pd.DataFrame, dict]:
+        """``decide()`` → (table, report), or both from an interrupted run of the same job."""
+        done = load_decided(self.parts, self.key)
+        if done is not None:
+            if self.log:
+                self.log("resuming: the decisions of the interrupted run are reused.")
+            return done
+        table, report = decide()
+        save_decided(self.parts, self.key, table, report)
+        return table, report

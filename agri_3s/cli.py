@@ -104,7 +104,7 @@ def demo(out_dir: Path = typer.Option(Path("maps/demo"), "--out", help="output f
                                                "sample_data/generated, made on first use)"),
          lang: str = typer.Option("zh", help="map language: zh | en", callback=_map_language)):
     """Sample data → underwriting + loss assessment + maps; prints what it wrote."""
-    from .pipeline import demo as run_demo
+    from .sample.demo import demo as run_demo
 
     t0 = time.perf_counter()
     with _progress() as report:
@@ -269,7 +269,7 @@ def evaluate_cmd(result: Path, truth: Path,
 @app.command()
 def run(job: Path, restart: bool = typer.Option(False, help=RESTART_HELP)):
     """Run a job file (pipelines/*.toml)."""
-    from .pipeline import run_job
+    from .jobfile import run_job
 
     with _progress() as report:
         result = run_job(job, progress=report, restart=restart, log=_say)

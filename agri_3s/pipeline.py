@@ -13,20 +13,14 @@ import functools
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
 import xarray as xr
 
-from .checkpoint import (
-    content_key,
-    load_decided,
-    package_fingerprint,
-    reuse_or_write,
-    save_decided,
-)
+from .checkpoint import Stage, content_key, reuse_or_write
 from .crs import metric_crs
 from .decisions.calendar import load_calendars
 from .decisions.confidence import calibration_source
@@ -60,7 +54,6 @@ from .sources.base import ImagerySource
 from .sources.local import LocalSource
 from .timeseries.screening import ScreenRules, screen_looks
 from .timeseries.zonal import parcel_series, pixel_weights
-from .tomlfile import check_keys, read_toml, settings
 from .types import SCHEMA_VERSION, Season
 
 #: ``progress(step, done, total)`` — how long jobs report progress (the CLI draws bars).
@@ -182,7 +175,7 @@ def _result_table(parcels: gpd.GeoDataFrame, decided: pd.DataFrame, include_pii:
 
 def _write_outputs(out: Path, name: str, table: gpd.GeoDataFrame, series: xr.Dataset,
                    formats: tuple[str, ...], include_pii: bool = False, *,
-                   stage: _Stage | None = None) -> dict[str, Path]:
+                   stage: Stage | None = None) -> dict[str, Path]:
     """The table in each format, its schemas and the series; a file an interrupted run of the
     same job already wrote is taken from the checkpoints (``stage``)."""
     reused = []
@@ -203,36 +196,6 @@ def _write_outputs(out: Path, name: str, table: gpd.GeoDataFrame, series: xr.Dat
     if reused and stage.log:
         stage.log(f"resuming: {', '.join(reused)} of the interrupted run reused.")
     return files
-
-
-@dataclass(frozen=True)
-class _Stage:
-    """Where a job's decisions and outputs are checkpointed (``parts``, None: nowhere) and the
-    key of everything they depend on (:mod:`agri_3s.checkpoint`)."""
-
-    parts: Path | None
-    key: str
-    log: Callable[[str], None] | None = None
-
-    @classmethod
-    def of(cls, work: RunFolder | None, log: Callable[[str], None] | None,
-           *data: xr.Dataset | pd.DataFrame, **parameters) -> _Stage:
-        """The stage of a job on ``data`` (its series, parcels, …) with ``parameters``."""
-        if work is None:
-            return cls(None, "", log)
-        return cls(work.parts, content_key(*data, parameters, package_fingerprint()), log)
-
-    def decide(self, decide: Callable[[], tuple[pd.DataFrame, dict]]
-               ) -> tuple[pd.DataFrame, dict]:
-        """``decide()`` → (table, report), or both from an interrupted run of the same job."""
-        done = load_decided(self.parts, self.key)
-        if done is not None:
-            if self.log:
-                self.log("resuming: the decisions of the interrupted run are reused.")
-            return done
-        table, report = decide()
-        save_decided(self.parts, self.key, table, report)
-        return table, report
 
 
 #: Above this many parcels a job writes no ``map.html`` (one HTML page cannot hold them).
@@ -329,7 +292,7 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
     screen = screen or ScreenRules(min_clear_fraction=rules.min_clear_fraction)
     series = screen_looks(series, screen)
     # (a model saved by the run is its side effect: such a run always decides afresh)
-    stage = _Stage.of(work if save_crop_model is None else None, log, series, gdf,
+    stage = Stage.of(work if save_crop_model is None else None, log, series, gdf,
                       job="underwrite", season=str(season), rules=_asdict(rules),
                       screen=_asdict(screen), region=region, calendars=calendars,
                       crop_model=_identity(crop_model), calibration=_identity(calibration),
@@ -443,7 +406,7 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
                                 partition_px=partition_px, scheduler=scheduler,
                                 progress=progress, log=log, report=partitions)
     footprint = () if event.footprint is None else (event.footprint,)
-    stage = _Stage.of(work, log, series, gdf, *footprint, job="assess",
+    stage = Stage.of(work, log, series, gdf, *footprint, job="assess",
                       event={k: v for k, v in _asdict(event).items() if k != "footprint"},
                       terms=_asdict(terms), params=_asdict(params), calendars=calendars)
 
@@ -590,199 +553,3 @@ def _read_series(path: str | Path | xr.Dataset) -> xr.Dataset:
                          source=path, fix="it needs ndvi_mean and clear_fraction over "
                                           "(parcel, time) and a parcel_id coordinate")
     return series
-
-
-# --- job files ---------------------------------------------------------------------------
-
-def _resolve(value: str, base: Path) -> str:
-    """Job-file paths are relative to the job file; ``sample:NAME`` is the embedded sample."""
-    prefix = ""
-    if value.startswith("local:"):
-        prefix, value = "local:", value[len("local:"):]
-    if value.startswith("sample:"):
-        from .sample import ensure_sample
-
-        return prefix + str(ensure_sample().root / value[len("sample:"):])
-    path = Path(value)
-    return prefix + str(path if path.is_absolute() else (base / path).resolve())
-
-
-def _model_option(value, base: Path):
-    """A job file's ``crop_model``: "auto", "none" / false (rules only) or a model file."""
-    if value in (False, None, "none", ""):
-        return None
-    return "auto" if value in (True, "auto") else _resolve(str(value), base)
-
-
-#: Keys of every job file; then each job's own keys. Tables are checked by :func:`settings`.
-_JOB_KEYS = {"job", "parcels", "imagery", "out", "crs", "columns", "encoding", "layer",
-             "calendar", "include_pii", "lang", "scheduler", "partition_px"}
-_JOB_ONLY = {"underwrite": {"season", "region", "pool_units", "crop_model", "save_crop_model",
-                            "calibration", "series", "rules", "screen"},
-             "assess": {"event", "policy", "loss"}}
-_TABLES = {"rules": PlantingRules, "screen": ScreenRules, "policy": PolicyTerms,
-           "loss": LossParams}
-_TEXT = ((str,), "a text in quotes", '"…"')
-_FLAG = ((bool,), "true or false", "true")
-#: TOML types of the top-level values: (types, as a user reads them, an example).
-#: ``columns`` may be a table (``[columns]`` then ``"地块号" = "parcel_id"`` lines).
-_JOB_TYPES = {**{k: _TEXT for k in ("parcels", "imagery", "out", "encoding", "layer",
-                                    "calendar", "lang", "scheduler", "season", "region",
-                                    "save_crop_model", "calibration", "series", "event")},
-              "crs": ((str, int), "an EPSG code or a CRS name", '"EPSG:4326"'),
-              "columns": ((str, dict), "a text or a table", '"地块号=parcel_id,亩数=declared_area_mu"'),
-              "include_pii": _FLAG, "pool_units": _FLAG,
-              "crop_model": ((str, bool), '"auto", "none", false or a model file', '"auto"')}
-
-
-def _check_job(job: dict, kind: str, path: Path) -> None:
-    """Every key known to this kind of job, every value of its TOML type, every table's keys
-    known (a typo would otherwise run silently with a default)."""
-    other = next(k for k in _JOB_ONLY if k != kind)
-    top = _JOB_KEYS | _JOB_ONLY[kind]
-    homes: dict[str, list[str]] = {}
-    for table in sorted(_JOB_ONLY[kind] & set(_TABLES)):
-        for f in fields(_TABLES[table]):
-            homes.setdefault(f.name, []).append(f"[{table}]")
-    in_table = {name: "in " + " or ".join(tables) for name, tables in homes.items()}
-    check_keys(job, top, where=f"an {kind} job file", source=path,
-               elsewhere={**in_table, **{k: f'in an {other} job (job = "{other}")'
-                                         for k in _JOB_ONLY[other] - top}})
-    for key, value in job.items():
-        types, kind_text, example = _JOB_TYPES.get(key, ((object,), "", ""))
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise InputError(f"{key} = {value!r} is not {kind_text}.", source=path,
-                             fix=f"write it like {key} = {example}")
-    for table in _JOB_ONLY[kind] & set(_TABLES):
-        if isinstance(job.get(table), dict):  # keys at the top level written under the table
-            check_keys(job[table], [f.name for f in fields(_TABLES[table])],
-                       where=f"[{table}]", source=path,
-                       elsewhere={k: "at the top of the job file, before any [table]"
-                                  for k in top})
-    from .outputs.webmap import LANGS
-
-    if job.get("lang", "zh") not in LANGS:
-        raise InputError(f"lang = {job['lang']!r} is not a map language.", source=path,
-                         fix=f"write lang = \"{LANGS[0]}\" or \"{LANGS[1]}\"")
-
-
-def run_job(path: str | Path, progress: Progress | None = None, *, restart: bool = False,
-            log: Callable[[str], None] | None = None) -> RunResult:
-    """Run a job file: ``job = "underwrite" | "assess"`` plus the same inputs as the CLI.
-
-    Unknown keys (top level or in ``[rules]`` / ``[screen]`` / ``[policy]`` / ``[loss]``) and
-    values of the wrong type are refused with an :class:`InputError` naming the key and the
-    closest known one.
-
-    Examples
-    --------
-    >>> run_job("pipelines/underwrite_wheat_sample.toml")                # doctest: +SKIP
-    """
-    path = Path(path)
-    job = read_toml(path, "job file")
-    base = path.parent
-    kind = job.get("job")
-    if kind not in _JOB_ONLY:
-        raise InputError(f"job = {kind!r}; expected \"underwrite\" or \"assess\".", source=path,
-                         fix='write job = "underwrite" or job = "assess" at the top')
-    _check_job(job, kind, path)
-    needed = ["parcels", "out"] + (["imagery"] if kind == "assess" or "series" not in job else [])
-    needed += ["season"] if kind == "underwrite" else ["event"]
-    for key in needed:
-        if key not in job:
-            example = {"season": '"2024-10-01/2025-06-15"', "event": '"events/hail.toml"',
-                       "imagery": '"local:/data/s2"'}.get(key, '"…"')
-            raise InputError(f"the job file has no '{key}'.", source=path,
-                             fix=f"add {key} = {example}")
-    tables = {name: settings(cls, job.get(name, {}), where=f"[{name}]", source=path)
-              for name, cls in _TABLES.items() if name in _JOB_ONLY[kind]}
-    for key in ("calendar", "calibration", "series", "event", "crop_model"):
-        value = job.get(key)  # checked now, not after the series of a province is made
-        if isinstance(value, str) and value not in ("auto", "none", ""):
-            if not Path(_resolve(value, base)).is_file():
-                raise InputError(f"{key} = {value!r}: no such file ({_resolve(value, base)}).",
-                                 source=path, fix="paths in a job file are relative to the "
-                                                  "job file's folder")
-    read = {"crs": job.get("crs"), "columns": job.get("columns"),
-            "encoding": job.get("encoding"), "layer": job.get("layer")}
-    common = dict(out=_resolve(job["out"], base), **read,
-                  calendar=_resolve(job["calendar"], base) if job.get("calendar") else None,
-                  include_pii=job.get("include_pii", False), lang=job.get("lang", "zh"),
-                  scheduler=job.get("scheduler"), progress=progress, restart=restart, log=log,
-                  partition_px=job.get("partition_px"))
-    parcels = _resolve(job["parcels"], base)
-    imagery = _resolve(job["imagery"], base) if "imagery" in job else None
-    if kind == "underwrite":
-        rules, screen = tables["rules"], tables["screen"]
-        if "min_clear_fraction" not in job.get("screen", {}):  # [rules]' applies to both
-            screen = replace(screen, min_clear_fraction=rules.min_clear_fraction)
-        return underwrite(parcels, imagery, job["season"], region=job.get("region"),
-                          rules=rules, screen=screen, pool_units=job.get("pool_units", False),
-                          crop_model=_model_option(job.get("crop_model", "auto"), base),
-                          save_crop_model=_resolve(job["save_crop_model"], base)
-                          if job.get("save_crop_model") else None,
-                          calibration=_resolve(job["calibration"], base)
-                          if job.get("calibration") else None,
-                          series=_resolve(job["series"], base) if job.get("series") else None,
-                          **common)
-    return assess(parcels, imagery, _resolve(job["event"], base), terms=tables["policy"],
-                  params=tables["loss"], **common)
-
-
-# --- the demo on the embedded sample --------------------------------------------------------
-
-def demo(out: str | Path = "maps/demo", *, sample_dir: str | Path | None = None, lang: str = "zh",
-         progress: Progress | None = None) -> dict[str, Path]:
-    """Generate (once) the synthetic sample, run both seasons' underwriting and both events'
-    loss assessment, write two adjuster maps, and score the results against the sample's truth.
-    Returns the written files; ``files["summary"]`` holds the scores as text."""
-    from .sample import ensure_sample
-
-    sample = ensure_sample(sample_dir)
-    out = Path(out)
-    imagery = f"local:{sample.imagery}"
-    runs = {
-        "underwrite_wheat": lambda o: underwrite(sample.parcels_wheat, imagery,
-                                                 "2024-10-01/2025-06-15", out=o, lang=lang,
-                                                 progress=progress),
-        "underwrite_maize": lambda o: underwrite(sample.parcels_maize, imagery,
-                                                 "2025-06-10/2025-10-10", out=o, lang=lang,
-                                                 progress=progress),
-        "assess_hail": lambda o: assess(sample.parcels_wheat, imagery, sample.hail_event, out=o,
-                                        lang=lang, progress=progress,
-                                        verdicts=out / "underwrite_wheat"),
-        "assess_flood": lambda o: assess(sample.parcels_maize, imagery, sample.flood_event,
-                                         out=o, lang=lang, progress=progress,
-                                         verdicts=out / "underwrite_maize"),
-    }
-    results = {name: run(out / name) for name, run in runs.items()}
-    files = {f"{name}/{k}": v for name, r in results.items() for k, v in r.files.items()}
-    files["map_wheat.html"] = map_results([out / "underwrite_wheat", out / "assess_hail"],
-                                          out / "map_wheat.html", lang=lang)
-    files["map_maize.html"] = map_results([out / "underwrite_maize", out / "assess_flood"],
-                                          out / "map_maize.html", lang=lang)
-    summary = _score(results, pd.read_csv(sample.truth, dtype={"parcel_id": str}))
-    with atomic_path(out / "summary.txt") as tmp:
-        tmp.write_text(summary + "\n", encoding="utf-8")
-    files["summary.txt"] = out / "summary.txt"
-    return files
-
-
-def _score(results: dict[str, RunResult], truth: pd.DataFrame) -> str:
-    """Agreement with the synthetic sample's truth, as the demo prints it."""
-    lines = []
-    for season, run in (("wheat", "underwrite_wheat"), ("maize", "underwrite_maize")):
-        v = results[run].table.merge(truth[truth["season"] == season], on="parcel_id")
-        judged = v[v["status"].isin(["green", "yellow", "red"])]
-        agree = (judged["status"] == judged["expected_verdict"]).mean()
-        lines.append(f"{season} verdicts: {len(v)} parcels, {len(judged)} judged, "
-                     f"{agree:.1%} agree with truth; status counts "
-                     f"{v['status'].value_counts().to_dict()}")
-    for run, col, season in (("assess_hail", "hail_loss_rate", "wheat"),
-                             ("assess_flood", "flood_loss_rate", "maize")):
-        c = results[run].table.merge(truth[truth["season"] == season], on="parcel_id")
-        c = c[c["parcel_loss_rate"].notna()]
-        mae = (c["parcel_loss_rate"] - c[col]).abs().mean()
-        lines.append(f"{run}: {len(c)} parcels estimated, parcel loss-rate MAE {mae:.3f}, "
-                     f"indemnity total {c['indemnity_cny'].sum():,.0f} CNY")
-    return "\n".join(lines)

@@ -304,18 +304,3 @@ def canopy_reference(values: np.ndarray, ok: np.ndarray, crop_index: np.ndarray,
 
     for_blocks(block, n, CHUNK)
     return cover
-    soil = float(nan_quantiles(mean.ravel()[:: max(1, mean.size // 2_000_000)], 5))
-    for crop in np.unique(crop_index[crop_index >= 0]):
-        members = np.flatnonzero(crop_index == crop)
-        if len(members) < min_parcels:
-            continue
-        sub = mean[members]
-        # per date, over the crop's parcels (a systematic sample of a province's: the p90 of
-        # REFERENCE_SAMPLE parcels is within ~0.002 NDVI of all of theirs)
-        step = -(-len(members) // REFERENCE_SAMPLE)
-        full = nan_quantiles(sub[::step], 90, axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rel = (sub - soil) / (full - soil)
-        rel[:, ~(full - soil > 0.2)] = np.nan  # no canopy yet
-        cover[members] = np.clip(rel, 0.0, 1.0)
-    return cover

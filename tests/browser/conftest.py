@@ -109,7 +109,8 @@ def open_map(browser):
 @pytest.fixture(scope="session")
 def demo_out(sample, tmp_path_factory):
     """The demo (``agri3s demo``) on the sample, plus its combined maps in English."""
-    from agri_3s.pipeline import demo, map_results
+    from agri_3s.pipeline import map_results
+    from agri_3s.sample.demo import demo
 
     out = tmp_path_factory.mktemp("demo")
     files = demo(out, sample_dir=sample.root)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from agri_3s import pipeline
+from agri_3s import jobfile, pipeline
 from agri_3s.cli import main
 from agri_3s.errors import ImageryError, InputError
 from agri_3s.sources.local import LocalSource
@@ -187,32 +187,32 @@ def test_a_job_without_its_season_says_what_to_add(tmp_path):
     job = tmp_path / "job.toml"
     job.write_text('job = "underwrite"\nparcels = "p.geojson"\nimagery = "local:x"\nout = "o"\n')
     with pytest.raises(InputError, match="no 'season'.*add season = \"2024-10-01/2025-06-15\""):
-        pipeline.run_job(job)
+        jobfile.run_job(job)
 
 
 def test_job_file_settings_reach_the_job(tmp_path, monkeypatch):
     """[rules], [screen] and the parcel-file keys arrive as given; [rules]'
     min_clear_fraction is the screen's too unless [screen] sets its own."""
     seen = {}
-    monkeypatch.setattr(pipeline, "underwrite", lambda *a, **k: seen.update(k, args=a))
+    monkeypatch.setattr(jobfile, "underwrite", lambda *a, **k: seen.update(k, args=a))
     job = _job(tmp_path, 'encoding = "gbk"\nlayer = "wheat"\n[columns]\n"田块代码" = "parcel_id"\n'
                          "[rules]\nmin_clear_fraction = 0.5\nmin_observations = 4\n"
                          "[screen]\ndip_ndvi = 0.2\n")
-    pipeline.run_job(job)
+    jobfile.run_job(job)
     assert (seen["rules"].min_observations, seen["rules"].min_clear_fraction) == (4, 0.5)
     assert (seen["screen"].dip_ndvi, seen["screen"].min_clear_fraction) == (0.2, 0.5)
     assert seen["screen"].bright_excess == 0.04  # ScreenRules' default, untouched
     assert (seen["encoding"], seen["layer"], seen["columns"]) == ("gbk", "wheat",
                                                                   {"田块代码": "parcel_id"})
     job = _job(tmp_path, "[rules]\nmin_clear_fraction = 0.5\n[screen]\nmin_clear_fraction = 0.7\n")
-    pipeline.run_job(job)
+    jobfile.run_job(job)
     assert (seen["rules"].min_clear_fraction, seen["screen"].min_clear_fraction) == (0.5, 0.7)
 
 
 def test_assess_job_tables_become_terms_and_params(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr(pipeline, "assess", lambda *a, **k: seen.update(k))
-    pipeline.run_job(_job(tmp_path, "[policy]\ndeductible = 0.1\nuse_stage_caps = false\n"
+    monkeypatch.setattr(jobfile, "assess", lambda *a, **k: seen.update(k))
+    jobfile.run_job(_job(tmp_path, "[policy]\ndeductible = 0.1\nuse_stage_caps = false\n"
                                     "[loss]\npre_days = 20\nrange_percentiles = [5, 50, 95]\n",
                           "assess"))
     assert (seen["terms"].deductible, seen["terms"].use_stage_caps) == (0.1, False)
