@@ -103,10 +103,10 @@ def load_decided(parts: Path | None, key: str) -> tuple[pd.DataFrame, dict] | No
     try:
         if file_sha256(data) != info["sha256"]:
             return None
-        table = pd.read_pickle(data)
-    except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError):
+        table, report = pd.read_pickle(data)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError):
         return None
-    return table, info.get("report", {})
+    return table, report
 
 
 def save_decided(parts: Path | None, key: str, table: pd.DataFrame, report: dict) -> None:
@@ -116,10 +116,9 @@ def save_decided(parts: Path | None, key: str, table: pd.DataFrame, report: dict
     parts.mkdir(parents=True, exist_ok=True)
     data = parts / "decided.pkl"
     with atomic_path(data) as tmp:
-        table.to_pickle(tmp, protocol=pickle.HIGHEST_PROTOCOL)
+        pd.to_pickle((table, report), tmp, protocol=pickle.HIGHEST_PROTOCOL)
     with atomic_path(parts / "decided.json") as tmp:
-        tmp.write_text(json.dumps({"key": key, "sha256": file_sha256(data),
-                                   "report": report}, default=str))
+        tmp.write_text(json.dumps({"key": key, "sha256": file_sha256(data)}))
 
 
 def reuse_or_write(parts: Path, key: str, path: Path, write: Callable[[Path], Path]
