@@ -405,8 +405,9 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     series = partitioned_series(gdf, source, start, end, work=work.parts if work else None,
                                 partition_px=partition_px, scheduler=scheduler,
                                 progress=progress, log=log, report=partitions)
-    footprint = () if event.footprint is None else (event.footprint,)
-    stage = Stage.of(work, log, series, gdf, *footprint, job="assess",
+    checked = _read_verdicts(verdicts) if verdicts is not None else None
+    given = tuple(t for t in (event.footprint, checked) if t is not None)
+    stage = Stage.of(work, log, series, gdf, *given, job="assess",
                       event={k: v for k, v in _asdict(event).items() if k != "footprint"},
                       terms=_asdict(terms), params=_asdict(params), calendars=calendars)
 
@@ -420,7 +421,6 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     for col in ("reasons", "reasons_zh", "reasons_en"):
         claims.loc[rejected, col] = gdf.loc[rejected, col.replace("reasons", "validity_reasons")
                                             ].to_numpy()
-    checked = _read_verdicts(verdicts) if verdicts is not None else None
     if checked is not None:
         claims = flag_rejected(claims, checked)
     table = _result_table(gdf, claims, include_pii)
