@@ -311,3 +311,49 @@ def test_partitions_on_a_cluster_equal_the_threaded_run_and_survive_a_killed_wor
                                     for p in (tmp_path / "parts").glob("part-*.nc"))
     for var in threaded.data_vars:
         np.testing.assert_array_equal(on_cluster[var].values, threaded[var].values, err_msg=var)
+
+
+def test_an_assessment_resumes_past_its_claims_and_not_with_other_verdicts(sample, tmp_path,
+                                                                           monkeypatch):
+    """The loss assessment checkpoints its claims like underwriting its verdicts; the
+    underwriting verdicts it checks the claims against are part of the key."""
+    from agri_3s import pipeline
+
+    imagery = f"local:{sample.imagery}"
+
+    def assess(out, **more):
+        said = []
+        pipeline.assess(sample.parcels_wheat, imagery, sample.hail_event, out=out,
+                        log=said.append, **more)
+        return " ".join(said)
+
+    reference = tmp_path / "reference"
+    assess(reference)
+    out = tmp_path / "out"
+    real = pipeline._write_outputs
+
+    def crash(*args, **kwargs):  # the job dies after its claims, before its files
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_write_outputs", crash)
+    with pytest.raises(KeyboardInterrupt):
+        assess(out)
+    monkeypatch.setattr(pipeline, "_write_outputs", real)
+    assert "decisions of the interrupted run are reused" in assess(out)
+    assert _data(out) == _data(reference)
+    # killed after writing claims.csv, then run against underwriting verdicts that reject
+    # every parcel: that claims.csv must not be taken back
+    maps = pipeline._map_imagery
+    monkeypatch.setattr(pipeline, "_map_imagery", crash)
+    with pytest.raises(KeyboardInterrupt):
+        assess(out)
+    monkeypatch.setattr(pipeline, "_map_imagery", maps)
+    import pandas as pd
+
+    claims = pd.read_csv(out / "claims.csv", dtype={"parcel_id": str})
+    verdicts = tmp_path / "verdicts.csv"
+    pd.DataFrame({"parcel_id": claims["parcel_id"], "status": "red",
+                  "reasons": "NOT_PLANTED"}).to_csv(verdicts, index=False)
+    assert "of the interrupted run" not in assess(out, verdicts=verdicts)
+    flagged = pd.read_csv(out / "claims.csv")
+    assert flagged["reasons"].str.contains("UNDERWRITING_REJECTED").any()
