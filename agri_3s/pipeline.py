@@ -180,19 +180,21 @@ def _write_outputs(out: Path, name: str, table: gpd.GeoDataFrame, series: xr.Dat
     same job already wrote is taken from the checkpoints (``stage``)."""
     reused = []
 
-    def kept(path: Path, write: Callable[[Path], Path]) -> Path:
+    def kept(path: Path, write: Callable[..., Path]) -> Path:
+        """``write(path, resume)``, or the file an interrupted run of the same job wrote; a
+        table grows block by block in the checkpoints (``resume``: folder, key)."""
         if stage is None or stage.parts is None:
-            return write(path)
-        path, again = reuse_or_write(stage.parts, content_key(stage.key, path.name, include_pii),
-                                     path, write)
+            return write(path, None)
+        key = content_key(stage.key, path.name, include_pii)
+        path, again = reuse_or_write(stage.parts, key, path,
+                                     lambda p: write(p, (stage.parts / "outputs", key)))
         reused.extend([path.name] if again else [])
         return path
 
-    files = {f"{name}{fmt}": kept(out / f"{name}{fmt}",
-                                  lambda p: write_table(table, p, export=name))
-             for fmt in formats}
+    files = {f"{name}{fmt}": kept(out / f"{name}{fmt}", lambda p, resume: write_table(
+        table, p, export=name, resume=resume)) for fmt in formats}
     files.update(write_schemas(out, name, table, formats, include_pii=include_pii))
-    files["series.nc"] = kept(out / "series.nc", lambda p: _save_series(series, p))
+    files["series.nc"] = kept(out / "series.nc", lambda p, _: _save_series(series, p))
     if reused and stage.log:
         stage.log(f"resuming: {', '.join(reused)} of the interrupted run reused.")
     return files

@@ -24,12 +24,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 
 from ..errors import InputError
 from ..types import SCHEMA_VERSION
 from .schemas import json_schema, table_schema, text_limits
+from .streaming import csv_blocks, geojson_blocks, write_blocks
 
 FORMATS = (".csv", ".geojson", ".gpkg", ".parquet")
 LOGGER = logging.getLogger(__name__)
@@ -158,7 +158,8 @@ def _alive(pid: int) -> bool:
     return pid > 0
 
 
-def write_table(table: pd.DataFrame, path: str | Path, *, export: str | None = None) -> Path:
+def write_table(table: pd.DataFrame, path: str | Path, *, export: str | None = None,
+                resume: tuple[Path, str] | None = None) -> Path:
     """Write a table (a GeoDataFrame for the spatial formats) atomically, in the format of
     ``path``'s suffix.
 
@@ -168,6 +169,8 @@ def write_table(table: pd.DataFrame, path: str | Path, *, export: str | None = N
     path : ``.csv`` | ``.geojson`` | ``.gpkg`` | ``.parquet``.
     export : the export's name when it has a published schema (``verdicts``, ``claims``,
         ``parcels_report``): text is clipped to the schema's ``maxLength``.
+    resume : (checkpoint folder, key): a CSV or GeoJSON grows block by block in the folder and
+        an interrupted write with the same key goes on where it stopped (:mod:`.streaming`).
 
     Returns
     -------
@@ -186,22 +189,25 @@ def write_table(table: pd.DataFrame, path: str | Path, *, export: str | None = N
                          fix=f"end the file name in {', '.join(FORMATS)}")
     with atomic_path(path) as tmp:
         if suffix == ".csv":
-            frame = neutralise_formulas(pd.DataFrame(table.drop(columns="geometry",
-                                                                errors="ignore")))
-            frame = _fit_schema(frame, export, path)
-            # RFC 4180 line ends: the writer then quotes any cell holding a CR or LF, so no
-            # reader splits a row on a lone CR
-            frame.to_csv(tmp, index=False, encoding="utf-8-sig", date_format="%Y-%m-%d",
-                         lineterminator="\r\n")
+            frame = pd.DataFrame(table.drop(columns="geometry", errors="ignore"))
+            integers = _integer_columns(frame, export)
+            write_blocks(csv_blocks(frame, lambda rows: _fit_schema(
+                neutralise_formulas(rows), export, path, integers)), tmp, resume)
+            return path
+        gdf = table if isinstance(table, gpd.GeoDataFrame) else gpd.GeoDataFrame(table)
+        # (decided on whole columns, so that every block of rows is written alike)
+        kinds, integers = _column_kinds(gdf), _integer_columns(gdf, export)
+
+        def prepare(rows: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+            return _fit_schema(_plain_columns(rows, kinds), export, path, integers)
+
+        if suffix == ".geojson":
+            write_blocks(geojson_blocks(gdf, path.stem, lambda rows: prepare(rows).to_crs(4326)),
+                         tmp, resume)
+        elif suffix == ".gpkg":
+            prepare(gdf).to_file(tmp, driver="GPKG", layer=path.stem)
         else:
-            gdf = table if isinstance(table, gpd.GeoDataFrame) else gpd.GeoDataFrame(table)
-            gdf = _fit_schema(_plain_columns(gdf), export, path)
-            if suffix == ".geojson":
-                write_geojson(gdf.to_crs(4326), tmp, name=path.stem)
-            elif suffix == ".gpkg":
-                gdf.to_file(tmp, driver="GPKG", layer=path.stem)
-            else:
-                gdf.to_parquet(tmp)
+            prepare(gdf).to_parquet(tmp)
     return path
 
 
@@ -240,22 +246,34 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _fit_schema(frame: pd.DataFrame, export: str | None, path: Path) -> pd.DataFrame:
-    """``frame`` as its export schema states it: whole-number columns with gaps as integers
-    (``2``, not ``2.0``), and text longer than ``maxLength`` cut to it (ending in …) with a
-    warning naming the column and rows. Row validation rejects such input (the reason is in
-    the row); this keeps the file within its published schema all the same."""
+def _integer_columns(frame: pd.DataFrame, export: str | None) -> set[str]:
+    """The float columns the export's schema calls integers that hold only whole numbers (and
+    gaps): written as integers (``2``, not ``2.0``)."""
     if export is None:
-        return frame
+        return set()
     props = json_schema(export)["properties"]
-    out = frame.copy()
+    out = set()
     for col in frame.columns:
-        kinds = props.get(col, {}).get("type", ())
         s = frame[col]
-        if "integer" in kinds and pd.api.types.is_float_dtype(s):
+        if "integer" in props.get(col, {}).get("type", ()) and pd.api.types.is_float_dtype(s):
             finite = s.dropna()
             if (finite == finite.round()).all():
-                out[col] = s.astype("Int64")
+                out.add(col)
+    return out
+
+
+def _fit_schema(frame: pd.DataFrame, export: str | None, path: Path,
+                integers: set[str] | None = None) -> pd.DataFrame:
+    """``frame`` as its export schema states it: whole-number columns with gaps as integers
+    (``integers``, default: :func:`_integer_columns` of ``frame``), and text longer than
+    ``maxLength`` cut to it (ending in …) with a warning naming the column and rows. Row
+    validation rejects such input (the reason is in the row); this keeps the file within its
+    published schema all the same."""
+    if export is None:
+        return frame
+    out = frame.copy()
+    for col in _integer_columns(frame, export) if integers is None else integers:
+        out[col] = frame[col].astype("Int64")
     geometry = frame.geometry.name if isinstance(frame, gpd.GeoDataFrame) else None
     for col, limit in text_limits(export, [c for c in frame.columns if c != geometry]).items():
         s = frame[col]
@@ -327,67 +345,35 @@ def _schema_files(out: Path, export: str, header: list[str] | None, include_pii:
 
 
 #: GeoJSON's coordinates are WGS84 longitude, latitude (what GDAL's driver declares too).
-CRS84 = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}
-
-
-def write_geojson(gdf: gpd.GeoDataFrame, path: str | Path, *, name: str) -> Path:
-    """A GeoJSON FeatureCollection of ``gdf`` (in EPSG:4326) at ``path``, one feature a line.
-
-    Written with vectorised encoders (``shapely.to_geojson``, pandas' JSON writer) instead of
-    GDAL's driver, which encodes feature by feature holding the GIL: 2–3× faster, and a
-    province's 10⁶ parcels are its largest export. Missing values are ``null``, floats keep
-    15 significant digits, text is UTF-8 (not ``\\u`` escapes).
-
-    >>> import shapely, tempfile
-    >>> g = gpd.GeoDataFrame({"id": ["a"], "v": [0.5]}, geometry=[shapely.Point(1, 2)], crs=4326)
-    >>> p = write_geojson(g, Path(tempfile.mkdtemp()) / "x.geojson", name="x")
-    >>> print(p.read_text().splitlines()[1])
-    {"type":"Feature","properties":{"id":"a","v":0.5},"geometry":{"type":"Point","coordinates":[1.0,2.0]}}
-    """
-    import shapely
-
-    head = json.dumps({"type": "FeatureCollection", "name": name, "crs": CRS84},
-                      ensure_ascii=False)[:-1]
-    props = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-    geometry = gdf.geometry.values
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write(head + ',"features":[')
-        for start in range(0, len(gdf), GEOJSON_BLOCK):  # blocks: bounded memory
-            block = slice(start, start + GEOJSON_BLOCK)
-            shapes = shapely.to_geojson(geometry[block])
-            shapes = np.where(pd.isna(geometry[block]), "null", shapes)
-            rows = props.iloc[block]
-            lines = (rows.to_json(orient="records", lines=True, double_precision=15,
-                                  force_ascii=False, date_format="iso")
-                     .rstrip("\n").split("\n")  # not splitlines(): text may hold U+2028
-                     if len(rows.columns) else ["{}"] * len(rows))
-            f.write(("\n" if start == 0 else ",\n") + ",\n".join(
-                f'{{"type":"Feature","properties":{p},"geometry":{g}}}'
-                for p, g in zip(lines, shapes)))
-        f.write("\n]}\n")
-    return Path(path)
-
-
-#: Features encoded at a time by :func:`write_geojson`.
-GEOJSON_BLOCK = 20_000
-
-
-def _plain_columns(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Dates and mixed objects → ISO strings, which every GIS format stores."""
-    out = gdf.copy()
-    for col in out.columns:
-        if col == out.geometry.name:
+def _column_kinds(gdf: gpd.GeoDataFrame) -> dict[str, str]:
+    """How each object / date column is stored in a GIS format: ``boolean`` (True / False /
+    missing, not the text "True"), ``text`` (as it is) or ``iso`` (dates and mixed objects as
+    ISO strings)."""
+    kinds = {}
+    for col in gdf.columns:
+        s = gdf[col]
+        if col == gdf.geometry.name or not (s.dtype == object
+                                            or str(s.dtype).startswith("datetime")):
             continue
-        s = out[col]
-        if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "boolean":
-            out[col] = s.astype("boolean")  # True / False / missing, not the text "True"
-        elif s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string",
-                                                                                  "empty"):
-            continue  # text (and gaps) already: nothing per cell to convert
-        elif s.dtype == object or str(s.dtype).startswith("datetime"):
-            out[col] = s.map(lambda v: None if v is None or (isinstance(v, float) and v != v)
-                             else v.isoformat() if hasattr(v, "isoformat") else str(v)
-                             ).astype(object)
+        inferred = pd.api.types.infer_dtype(s, skipna=True) if s.dtype == object else ""
+        kinds[col] = ("boolean" if inferred == "boolean" else
+                      "text" if inferred in ("string", "empty") else "iso")
+    return kinds
+
+
+def _plain_columns(gdf: gpd.GeoDataFrame, kinds: dict[str, str] | None = None
+                   ) -> gpd.GeoDataFrame:
+    """Dates and mixed objects → ISO strings, which every GIS format stores (``kinds``:
+    :func:`_column_kinds`, default those of ``gdf``)."""
+    out = gdf.copy()
+    for col, kind in (_column_kinds(gdf) if kinds is None else kinds).items():
+        if kind == "boolean":
+            out[col] = gdf[col].astype("boolean")
+        elif kind == "iso":  # ("text": as it is, nothing per cell to convert)
+            out[col] = gdf[col].map(lambda v: None if v is None or (isinstance(v, float)
+                                                                    and v != v)
+                                    else v.isoformat() if hasattr(v, "isoformat") else str(v)
+                                    ).astype(object)
     return out
 
 

@@ -412,9 +412,9 @@ def test_geojson_written_in_blocks_holds_every_feature_as_given(tmp_path, monkey
     import geopandas as gpd
     import shapely
 
-    from agri_3s.outputs import export
+    from agri_3s.outputs import export, streaming
 
-    monkeypatch.setattr(export, "GEOJSON_BLOCK", 3)
+    monkeypatch.setattr(streaming, "BLOCK", 3)
     given = gpd.GeoDataFrame(
         {"parcel_id": [f"p{i}" for i in range(8)], "reasons_zh": ["出苗偏晚"] * 7 + ["甲\u2028乙\x0b"],
          "confidence": [0.5, None, 0.25, 1.0, 0.0, 0.75, None, 0.125],
