@@ -7,10 +7,15 @@ everything they depend on — the series' content, the parcels, the job's parame
 package's code — so a rerun reads them back only when it would compute the same thing; any
 change gives another key and they are recomputed:
 
+* ``parcels.pkl`` + ``parcels.json``: the parcels as read and checked (validation of 10⁶
+  polygons takes longer than reading them back), under a key of the parcel file's bytes (with
+  its companions), the reading options and the code;
 * ``decided.pkl`` + ``decided.json``: the decision table and what the job reports about it
   (the crop model's report for ``run.json``), checked by SHA-256 — pickled, because only that
   gives back exactly the same table (a user's column of mixed types, dates, pandas' string
   dtype), which the outputs need to come out byte-identical; it is the job's own file;
+* ``outputs/NAME.partial`` + ``.partial.json``: a CSV or GeoJSON being written, block by block
+  (:mod:`agri_3s.outputs.streaming`);
 * ``outputs/NAME`` + ``outputs/NAME.json``: each output file as written into the staging
   folder (a hard link to it: keeping it costs no copy), checked by size and modification time
   — hashing gigabytes twice would cost more than writing them; ``run.json`` hashes the files
@@ -19,6 +24,7 @@ change gives another key and they are recomputed:
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -92,33 +98,64 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def load_decided(parts: Path | None, key: str) -> tuple[pd.DataFrame, dict] | None:
-    """The decision table and report checkpointed under ``key``, or None."""
+def load_pickled(parts: Path | None, name: str, key: str):
+    """What was checkpointed as ``name`` under ``key``, or None."""
     if parts is None:
         return None
-    data, meta = parts / "decided.pkl", parts / "decided.json"
+    data, meta = parts / f"{name}.pkl", parts / f"{name}.json"
     info = _read_json(meta)
     if not info or info.get("key") != key:
         return None
     try:
         if file_sha256(data) != info["sha256"]:
             return None
-        table, report = pd.read_pickle(data)
+        return pd.read_pickle(data)
     except (OSError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError):
         return None
-    return table, report
 
 
-def save_decided(parts: Path | None, key: str, table: pd.DataFrame, report: dict) -> None:
-    """Checkpoint the decision table (atomically: the sidecar is written last)."""
+def save_pickled(parts: Path | None, name: str, key: str, obj) -> None:
+    """Checkpoint ``obj`` as ``name`` (atomically: the sidecar is written last)."""
     if parts is None:
         return
     parts.mkdir(parents=True, exist_ok=True)
-    data = parts / "decided.pkl"
+    data = parts / f"{name}.pkl"
     with atomic_path(data) as tmp:
-        pd.to_pickle((table, report), tmp, protocol=pickle.HIGHEST_PROTOCOL)
-    with atomic_path(parts / "decided.json") as tmp:
+        pd.to_pickle(obj, tmp, protocol=pickle.HIGHEST_PROTOCOL)
+    with atomic_path(parts / f"{name}.json") as tmp:
         tmp.write_text(json.dumps({"key": key, "sha256": file_sha256(data)}))
+
+
+def file_identity(path: str | Path) -> str:
+    """SHA-256 of an input file with its companions (a shapefile's ``.dbf``, ``.prj``, ``.cpg``
+    …: the files beside it with the same stem), or of every file in an input folder."""
+    path = Path(path)
+    files = (sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else
+             sorted(f for f in path.parent.glob(f"{glob.escape(path.stem)}.*") if f.is_file()))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(path if path.is_dir() else path.parent)).encode() + b"\0")
+        h.update(file_sha256(f).encode())
+    return h.hexdigest()
+
+
+def checkpointed_parcels(parts: Path | None, source, read: Callable[[], pd.DataFrame],
+                         log: Callable[[str], None] | None = None, **options) -> pd.DataFrame:
+    """``read()`` — the parcels read and validated from the file ``source`` with
+    ``options`` — or the same, checkpointed by an interrupted run of the same job (the file,
+    its companions, the options and agri_3s's code unchanged). Parcels given as a table in
+    memory are read every time."""
+    if parts is None or not isinstance(source, (str, Path)) or not Path(source).exists():
+        return read()
+    key = content_key(file_identity(source), options, package_fingerprint())
+    done = load_pickled(parts, "parcels", key)
+    if done is not None:
+        if log:
+            log("resuming: the parcels as the interrupted run read and checked them.")
+        return done
+    gdf = read()
+    save_pickled(parts, "parcels", key, gdf)
+    return gdf
 
 
 def reuse_or_write(parts: Path, key: str, path: Path, write: Callable[[Path], Path]
@@ -179,11 +216,11 @@ class Stage:
     def decide(self, decide: Callable[[], tuple[pd.DataFrame, dict]]
                ) -> tuple[pd.DataFrame, dict]:
         """``decide()`` → (table, report), or both from an interrupted run of the same job."""
-        done = load_decided(self.parts, self.key)
+        done = load_pickled(self.parts, "decided", self.key)
         if done is not None:
             if self.log:
                 self.log("resuming: the decisions of the interrupted run are reused.")
             return done
         table, report = decide()
-        save_decided(self.parts, self.key, table, report)
+        save_pickled(self.parts, "decided", self.key, (table, report))
         return table, report

@@ -20,7 +20,7 @@ import geopandas as gpd
 import pandas as pd
 import xarray as xr
 
-from .checkpoint import Stage, content_key, reuse_or_write
+from .checkpoint import Stage, checkpointed_parcels
 from .crs import metric_crs
 from .decisions.calendar import load_calendars
 from .decisions.confidence import calibration_source
@@ -36,14 +36,17 @@ from .decisions.loss import (
 )
 from .decisions.planting import LOOKBACK, PlantingRules, verify_planting
 from .errors import InputError
+from .job_outputs import (
+    map_imagery,
+    map_or_skip,
+    result_table,
+    write_map,
+    write_outputs,
+)
 from .outputs.export import (
-    atomic_path,
     file_sha256,
     write_manifest,
-    write_schemas,
-    write_table,
 )
-from .outputs.privacy import mask_pii
 from .outputs.publish import RunFolder, open_run, publish
 from .parcels.io import CLAIM_COLUMNS, REQUIRED_COLUMNS, read_parcels
 from .parcels.units import pool_units as pool
@@ -54,7 +57,7 @@ from .sources.base import ImagerySource
 from .sources.local import LocalSource
 from .timeseries.screening import ScreenRules, screen_looks
 from .timeseries.zonal import parcel_series, pixel_weights
-from .types import SCHEMA_VERSION, Season
+from .types import Season
 
 #: ``progress(step, done, total)`` — how long jobs report progress (the CLI draws bars).
 Progress = Callable[[str, int, int], None]
@@ -122,6 +125,14 @@ def load_parcels(parcels: str | Path | gpd.GeoDataFrame, crs: object = None, *,
     return validate_parcels(gdf, area_tolerance=area_tolerance, required=require)
 
 
+def _job_parcels(work: RunFolder | None, log, parcels, crs, **options) -> gpd.GeoDataFrame:
+    """:func:`load_parcels` in a job: checkpointed, so that a resumed job does not read and
+    check a province's parcels again."""
+    return checkpointed_parcels(work.parts if work else None, parcels,
+                                lambda: load_parcels(parcels, crs, **options), log,
+                                crs=str(crs), **options)
+
+
 @contextlib.contextmanager
 def dask_scheduler(address: str | None):
     """Run the enclosed dask work on a ``dask.distributed`` cluster at ``address``
@@ -154,56 +165,6 @@ def compute_series(parcels: gpd.GeoDataFrame, source: ImagerySource, start: dt.d
         return parcel_series(cube, weights, progress=report)
 
 
-def _save_series(series: xr.Dataset, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        series.to_netcdf(tmp, engine="scipy")
-    return path
-
-
-def _result_table(parcels: gpd.GeoDataFrame, decided: pd.DataFrame, include_pii: bool
-                  ) -> gpd.GeoDataFrame:
-    """The user's parcel columns (nothing dropped) + the decision columns, row for row."""
-    own = parcels.drop(columns=[c for c in decided.columns if c in parcels.columns
-                                and c != "parcel_id"])
-    table = pd.concat([own.reset_index(drop=True),
-                       decided.drop(columns="parcel_id").reset_index(drop=True)], axis=1)
-    table = gpd.GeoDataFrame(table, geometry=parcels.geometry.name, crs=parcels.crs)
-    if "schema_version" not in table:
-        table["schema_version"] = SCHEMA_VERSION  # every exported row names its schema
-    return table if include_pii else mask_pii(table)
-
-
-def _write_outputs(out: Path, name: str, table: gpd.GeoDataFrame, series: xr.Dataset,
-                   formats: tuple[str, ...], include_pii: bool = False, *,
-                   stage: Stage | None = None) -> dict[str, Path]:
-    """The table in each format, its schemas and the series; a file an interrupted run of the
-    same job already wrote is taken from the checkpoints (``stage``)."""
-    reused = []
-
-    def kept(path: Path, write: Callable[..., Path]) -> Path:
-        """``write(path, resume)``, or the file an interrupted run of the same job wrote; a
-        table grows block by block in the checkpoints (``resume``: folder, key)."""
-        if stage is None or stage.parts is None:
-            return write(path, None)
-        key = content_key(stage.key, path.name, include_pii)
-        path, again = reuse_or_write(stage.parts, key, path,
-                                     lambda p: write(p, (stage.parts / "outputs", key)))
-        reused.extend([path.name] if again else [])
-        return path
-
-    files = {f"{name}{fmt}": kept(out / f"{name}{fmt}", lambda p, resume: write_table(
-        table, p, export=name, resume=resume)) for fmt in formats}
-    files.update(write_schemas(out, name, table, formats, include_pii=include_pii))
-    files["series.nc"] = kept(out / "series.nc", lambda p, _: _save_series(series, p))
-    if reused and stage.log:
-        stage.log(f"resuming: {', '.join(reused)} of the interrupted run reused.")
-    return files
-
-
-#: Above this many parcels a job writes no ``map.html`` (one HTML page cannot hold them).
-MAP_MAX_PARCELS = 100_000
-
-
 def published_job(job: str):
     """Run a job function as one published set: it holds the lock on ``out`` and writes its
     outputs into the run's staging folder (the function's ``out``; ``work`` is the
@@ -222,17 +183,6 @@ def published_job(job: str):
             return RunResult(folder.out, files, result.table, result.series)
         return run
     return wrap
-
-
-def _map_or_skip(path: Path, table: gpd.GeoDataFrame, log: Callable[[str], None] | None,
-                 **kwargs) -> dict[str, Path]:
-    """``{"map.html": path}``, or nothing (with a message) for a batch too big for one page."""
-    if len(table) > MAP_MAX_PARCELS:
-        if log:
-            log(f"map.html not written: {len(table):,} parcels are more than one page holds "
-                f"({MAP_MAX_PARCELS:,}); map areas of them with `agri3s map`.")
-        return {}
-    return {"map.html": _map(path, table, **kwargs)}
 
 
 @published_job("underwrite")
@@ -275,7 +225,7 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
     started = dt.datetime.now(dt.timezone.utc)
     season = Season.parse(season) if isinstance(season, str) else season
     out = Path(out)
-    gdf = load_parcels(parcels, crs, columns=columns, encoding=encoding, layer=layer)
+    gdf = _job_parcels(work, log, parcels, crs, columns=columns, encoding=encoding, layer=layer)
     calendars = load_calendars(calendar)
     _check_region(region, calendars)
     judged = gdf
@@ -315,13 +265,13 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
         series = series.isel(parcel=[row[u] for u in with_units["unit_id"]]).assign_coords(
             parcel_id=("parcel", with_units["parcel_id"].astype(str).to_numpy()),
             unit_id=("parcel", with_units["unit_id"].astype(str).to_numpy()))
-    table = _result_table(gdf, verdicts, include_pii)
-    files = _write_outputs(out, "verdicts", table, series, formats, include_pii, stage=stage)
-    images, image_files, notes = _map_imagery(out, source, gdf[gdf["validity"] != "rejected"],
-                                              series, season=season)
+    table = result_table(gdf, verdicts, include_pii)
+    files = write_outputs(out, "verdicts", table, series, formats, include_pii, stage=stage)
+    images, image_files, notes = map_imagery(out, source, gdf[gdf["validity"] != "rejected"],
+                                             series, season=season)
     files |= image_files
-    files |= _map_or_skip(out / "map.html", table, log, verdicts=verdicts, series=series,
-                          lang=lang, show_pii=include_pii, imagery=images, notes=notes)
+    files |= map_or_skip(out / "map.html", table, log, verdicts=verdicts, series=series,
+                         lang=lang, show_pii=include_pii, imagery=images, notes=notes)
     files["run.json"] = write_manifest(
         out, job="underwrite", inputs=_inputs(parcels, calendar, series=given if source is None
                                               else None, crop_model=crop_model,
@@ -393,7 +343,7 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     event = event if isinstance(event, Event) else load_event(event)
     calendars = load_calendars(calendar)  # a bad calendar file is refused before imagery work
     out = Path(out)
-    gdf = load_parcels(parcels, crs, columns=columns, encoding=encoding, layer=layer)
+    gdf = _job_parcels(work, log, parcels, crs, columns=columns, encoding=encoding, layer=layer)
     missing = [c for c in CLAIM_COLUMNS if c not in gdf.columns]
     if missing:
         raise InputError(f"column(s) {', '.join(missing)} needed for indemnities are missing.",
@@ -425,14 +375,14 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
                                             ].to_numpy()
     if checked is not None:
         claims = flag_rejected(claims, checked)
-    table = _result_table(gdf, claims, include_pii)
-    files = _write_outputs(out, "claims", table, series, formats, include_pii, stage=stage)
-    images, image_files, notes = _map_imagery(out, source, gdf[gdf["validity"] != "rejected"],
-                                              series, event=event)
+    table = result_table(gdf, claims, include_pii)
+    files = write_outputs(out, "claims", table, series, formats, include_pii, stage=stage)
+    images, image_files, notes = map_imagery(out, source, gdf[gdf["validity"] != "rejected"],
+                                             series, event=event)
     files |= image_files
-    files |= _map_or_skip(out / "map.html", table, log, claims=claims, series=series,
-                          lang=lang, show_pii=include_pii, imagery=images, notes=notes,
-                          verdicts=checked)
+    files |= map_or_skip(out / "map.html", table, log, claims=claims, series=series,
+                         lang=lang, show_pii=include_pii, imagery=images, notes=notes,
+                         verdicts=checked)
     files["run.json"] = write_manifest(
         out, job="assess", inputs=_inputs(parcels, calendar, event.source),
         parameters={"event": {"id": event.id, "type": event.type, "date": str(event.date),
@@ -443,32 +393,6 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
         imagery={**source.describe(), "dates": _dates(series)}, outputs=files, started=started,
         relative_to=work.out if work else None, partitions=partitions)
     return RunResult(out, files, table, series)
-
-
-def _map(path: Path, table: gpd.GeoDataFrame, **kwargs) -> Path:
-    """Write a map: one file, or above ``MAX_PARCELS_PER_MAP`` one per partition beside an
-    index map at ``path`` (the map's :func:`~agri_3s.outputs.webmap.write_maps`)."""
-    from .outputs.webmap import write_maps
-
-    return write_maps(table, path, **kwargs)[path.name]
-
-
-def _map_imagery(out: Path, source: ImagerySource | None, parcels: gpd.GeoDataFrame,
-                 series: xr.Dataset, **when) -> tuple[list, dict[str, Path], list[str]]:
-    """The map's Sentinel-2 layers from the job's own looks, saved for ``agri3s map``.
-
-    ``when``: ``event=`` or ``season=``. Without a source (a series given) there are none; a
-    source that fails to deliver them leaves the map without imagery, saying why."""
-    from .errors import Agri3sError
-    from .outputs.webmap import job_imagery, save_imagery
-
-    if source is None:
-        return [], {}, []
-    try:
-        layers = job_imagery(source, parcels, series, **when)
-    except (Agri3sError, OSError) as exc:
-        return [], {}, [f"imagery layers unavailable: {exc}"]
-    return layers, save_imagery(layers, out), []
 
 
 def _read_verdicts(path: str | Path) -> pd.DataFrame:
@@ -502,10 +426,10 @@ def map_results(results: list[str | Path], out: str | Path, *, lang: str = "zh",
 
     merged = merge_results(read_results(list(results)), force=force)
     notes = [f"--force: {n}" for n in merged["notes"]]
-    return _map(Path(out), merged["parcels"], verdicts=merged["verdicts"],
-                claims=merged["claims"], series=merged["series"], imagery=merged["imagery"],
-                lang=lang, show_pii=show_pii, notes=notes,
-                photos=gpd.read_file(photos) if photos else None)
+    return write_map(Path(out), merged["parcels"], verdicts=merged["verdicts"],
+                     claims=merged["claims"], series=merged["series"], imagery=merged["imagery"],
+                     lang=lang, show_pii=show_pii, notes=notes,
+                     photos=gpd.read_file(photos) if photos else None)
 
 
 def _asdict(obj) -> dict:

@@ -52,7 +52,7 @@ SEASON = "2023-10-01/2024-10-15"
 TARGETS = {"floor_ratio": 1.25, "peak_mb": 6144, "decisions_share": 0.10, "resume_share": 0.25}
 #: The pipeline's steps timed in the job's process (wrapped from outside).
 STEPS = ("load_parcels", "partitioned_series", "screen_looks", "verify_planting",
-         "_result_table", "_write_outputs", "write_manifest", "publish")
+         "result_table", "write_outputs", "write_manifest", "publish")
 
 
 # ---------------------------------------------------------------- the batch
@@ -204,9 +204,7 @@ def province(scene, n: int, *, repeats: int = 1, resume: bool = True, log=print)
             f"peak {floors[-1]['peak_mb']:.0f} MB")
         jobs.append(run_worker("underwrite", {"argv": _argv(parcels, scene, out)}))
         log(f"  agri3s underwrite run {i + 1}: {jobs[-1]['wall_s']:.1f} s, "
-            f"peak {jobs[-1]['peak_mb']:.0f} MB; " + ", ".join(
-                f"{k[:-2]} {v:.1f}" for k, v in jobs[-1].items()
-                if k.endswith("_s") and k != "wall_s"))
+            f"peak {jobs[-1]['peak_mb']:.0f} MB; " + _steps(jobs[-1]))
     job = min(jobs, key=lambda r: r["wall_s"])
     floor = min(floors, key=lambda r: r["wall_s"])
     result = {"parcels": n, "dates": scene.n_dates, "job": job, "floor": floor,
@@ -221,13 +219,19 @@ def province(scene, n: int, *, repeats: int = 1, resume: bool = True, log=print)
         log(f"  killed at {kill_at:.1f} s ({'killed' if killed.get('killed') else 'finished'}"
             f"; {len(parts)} partition(s) checkpointed)")
         rerun = run_worker("underwrite", {"argv": _argv(parcels, scene, again)})
-        log(f"  resumed run: {rerun['wall_s']:.1f} s, peak {rerun['peak_mb']:.0f} MB")
+        log(f"  resumed run: {rerun['wall_s']:.1f} s, peak {rerun['peak_mb']:.0f} MB; "
+            + _steps(rerun))
         same = all((again / f).read_bytes() == (out / f).read_bytes()
                    for f in ("verdicts.csv", "series.nc"))
         log(f"  resumed outputs byte-identical to the full run's: {same}")
         result.update(resume=rerun, resume_identical=same, checkpointed=len(parts))
     shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _steps(run: dict) -> str:
+    return ", ".join(f"{k[:-2]} {v:.1f}" for k, v in run.items()
+                     if k.endswith("_s") and k != "wall_s")
 
 
 def summary_line(r: dict) -> str:

@@ -330,24 +330,24 @@ def test_an_assessment_resumes_past_its_claims_and_not_with_other_verdicts(sampl
     reference = tmp_path / "reference"
     assess(reference)
     out = tmp_path / "out"
-    real = pipeline._write_outputs
+    real = pipeline.write_outputs
 
     def crash(*args, **kwargs):  # the job dies after its claims, before its files
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "_write_outputs", crash)
+    monkeypatch.setattr(pipeline, "write_outputs", crash)
     with pytest.raises(KeyboardInterrupt):
         assess(out)
-    monkeypatch.setattr(pipeline, "_write_outputs", real)
+    monkeypatch.setattr(pipeline, "write_outputs", real)
     assert "decisions of the interrupted run are reused" in assess(out)
     assert _data(out) == _data(reference)
     # killed after writing claims.csv, then run against underwriting verdicts that reject
     # every parcel: that claims.csv must not be taken back
-    maps = pipeline._map_imagery
-    monkeypatch.setattr(pipeline, "_map_imagery", crash)
+    maps = pipeline.map_imagery
+    monkeypatch.setattr(pipeline, "map_imagery", crash)
     with pytest.raises(KeyboardInterrupt):
         assess(out)
-    monkeypatch.setattr(pipeline, "_map_imagery", maps)
+    monkeypatch.setattr(pipeline, "map_imagery", maps)
     import pandas as pd
 
     claims = pd.read_csv(out / "claims.csv", dtype={"parcel_id": str})
@@ -357,3 +357,69 @@ def test_an_assessment_resumes_past_its_claims_and_not_with_other_verdicts(sampl
     assert "of the interrupted run" not in assess(out, verdicts=verdicts)
     flagged = pd.read_csv(out / "claims.csv")
     assert flagged["reasons"].str.contains("UNDERWRITING_REJECTED").any()
+
+
+def test_a_resumed_job_takes_back_its_checked_parcels_only_from_the_same_file(small, tmp_path,
+                                                                            monkeypatch):
+    """The parcels as read and checked are checkpointed (a province's validation is slower
+    than reading them back): a job stopped after reading them takes them back — with the same
+    outputs as a job that never stopped — but not once the file's bytes changed in place."""
+    import shutil
+
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    from agri_3s import pipeline
+
+    imagery, given = small
+    parcels = tmp_path / "parcels.geojson"
+    shutil.copy(given, parcels)
+
+    def underwrite(out, crash=False):
+        said = []
+        if crash:  # the job dies after the parcels, in its series
+            def stop(*args, **kwargs):
+                raise KeyboardInterrupt
+            monkeypatch.setattr(pipeline, "partitioned_series", stop)
+        try:
+            pipeline.underwrite(str(parcels), f"local:{imagery}", SEASON, out=out,
+                                crop_model=None, partition_px=256, log=said.append)
+        finally:
+            monkeypatch.undo()
+        return " ".join(said)
+
+    reference = tmp_path / "reference"
+    underwrite(reference)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        underwrite(out, crash=True)
+    assert "parcels as the interrupted run read and checked them" in underwrite(out)
+    assert _data(out) == _data(reference)
+    # the same path, one parcel redrawn: read and checked afresh, and the outputs show it
+    with pytest.raises(KeyboardInterrupt):
+        underwrite(out, crash=True)
+    edited = gpd.read_file(parcels)
+    edited.loc[0, "geometry"] = shapely.affinity.scale(edited.geometry[0], 0.5, 0.5)
+    edited.to_file(parcels, driver="GeoJSON")
+    assert "parcels as the interrupted run" not in underwrite(out)
+    area = pd.read_csv(out / "verdicts.csv", dtype={"parcel_id": str}).set_index("parcel_id")
+    before = pd.read_csv(reference / "verdicts.csv", dtype={"parcel_id": str}).set_index(
+        "parcel_id")
+    first = str(edited["parcel_id"][0])
+    assert area.loc[first, "area_mu"] == pytest.approx(before.loc[first, "area_mu"] / 4,
+                                                       rel=0.01)
+
+
+def test_a_shapefiles_companions_are_part_of_its_identity(tmp_path):
+    """A shapefile is read with its .dbf, .prj and .cpg: a changed encoding declaration is a
+    changed input, a file of another name beside it is not."""
+    from agri_3s.checkpoint import file_identity
+
+    for ext, text in ((".shp", "geometry"), (".dbf", "table"), (".cpg", "UTF-8")):
+        (tmp_path / f"fields{ext}").write_text(text)
+    before = file_identity(tmp_path / "fields.shp")
+    (tmp_path / "other.cpg").write_text("GBK")
+    assert file_identity(tmp_path / "fields.shp") == before
+    (tmp_path / "fields.cpg").write_text("GBK")
+    assert file_identity(tmp_path / "fields.shp") != before
