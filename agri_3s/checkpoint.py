@@ -140,22 +140,27 @@ def file_identity(path: str | Path) -> str:
 
 
 def checkpointed_parcels(parts: Path | None, source, read: Callable[[], pd.DataFrame],
-                         log: Callable[[str], None] | None = None, **options) -> pd.DataFrame:
+                         log: Callable[[str], None] | None = None, **options
+                         ) -> tuple[pd.DataFrame, str | pd.DataFrame]:
     """``read()`` — the parcels read and validated from the file ``source`` with
     ``options`` — or the same, checkpointed by an interrupted run of the same job (the file,
     its companions, the options and agri_3s's code unchanged). Parcels given as a table in
-    memory are read every time."""
+    memory are read every time.
+
+    Returns the parcels and what identifies them in a later stage's key: the key they are
+    checkpointed under (it determines them, and costs nothing to hash again), else the table."""
     if parts is None or not isinstance(source, (str, Path)) or not Path(source).exists():
-        return read()
+        gdf = read()
+        return gdf, gdf
     key = content_key(file_identity(source), options, package_fingerprint())
     done = load_pickled(parts, "parcels", key)
     if done is not None:
         if log:
             log("resuming: the parcels as the interrupted run read and checked them.")
-        return done
+        return done, key
     gdf = read()
     save_pickled(parts, "parcels", key, gdf)
-    return gdf
+    return gdf, key
 
 
 def reuse_or_write(parts: Path, key: str, path: Path, write: Callable[[Path], Path]
@@ -207,8 +212,9 @@ class Stage:
 
     @classmethod
     def of(cls, work: RunFolder | None, log: Callable[[str], None] | None,
-           *data: xr.Dataset | pd.DataFrame, **parameters) -> Stage:
-        """The stage of a job on ``data`` (its series, parcels, …) with ``parameters``."""
+           *data: xr.Dataset | pd.DataFrame | str, **parameters) -> Stage:
+        """The stage of a job on ``data`` (its series, parcels or their checkpoint key, …)
+        with ``parameters``."""
         if work is None:
             return cls(None, "", log)
         return cls(work.parts, content_key(*data, parameters, package_fingerprint()), log)

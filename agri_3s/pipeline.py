@@ -125,9 +125,10 @@ def load_parcels(parcels: str | Path | gpd.GeoDataFrame, crs: object = None, *,
     return validate_parcels(gdf, area_tolerance=area_tolerance, required=require)
 
 
-def _job_parcels(work: RunFolder | None, log, parcels, crs, **options) -> gpd.GeoDataFrame:
+def _job_parcels(work: RunFolder | None, log, parcels, crs, **options
+                 ) -> tuple[gpd.GeoDataFrame, str | gpd.GeoDataFrame]:
     """:func:`load_parcels` in a job: checkpointed, so that a resumed job does not read and
-    check a province's parcels again."""
+    check a province's parcels again; with what identifies them in the decisions' key."""
     return checkpointed_parcels(work.parts if work else None, parcels,
                                 lambda: load_parcels(parcels, crs, **options), log,
                                 crs=str(crs), **options)
@@ -225,7 +226,8 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
     started = dt.datetime.now(dt.timezone.utc)
     season = Season.parse(season) if isinstance(season, str) else season
     out = Path(out)
-    gdf = _job_parcels(work, log, parcels, crs, columns=columns, encoding=encoding, layer=layer)
+    gdf, gdf_key = _job_parcels(work, log, parcels, crs, columns=columns, encoding=encoding,
+                                layer=layer)
     calendars = load_calendars(calendar)
     _check_region(region, calendars)
     judged = gdf
@@ -244,7 +246,7 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
     screen = screen or ScreenRules(min_clear_fraction=rules.min_clear_fraction)
     series = screen_looks(series, screen)
     # (a model saved by the run is its side effect: such a run always decides afresh)
-    stage = Stage.of(work if save_crop_model is None else None, log, series, gdf,
+    stage = Stage.of(work if save_crop_model is None else None, log, series, gdf_key,
                       job="underwrite", season=str(season), rules=_asdict(rules),
                       screen=_asdict(screen), region=region, calendars=calendars,
                       crop_model=_identity(crop_model), calibration=_identity(calibration),
@@ -343,7 +345,8 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     event = event if isinstance(event, Event) else load_event(event)
     calendars = load_calendars(calendar)  # a bad calendar file is refused before imagery work
     out = Path(out)
-    gdf = _job_parcels(work, log, parcels, crs, columns=columns, encoding=encoding, layer=layer)
+    gdf, gdf_key = _job_parcels(work, log, parcels, crs, columns=columns, encoding=encoding,
+                                layer=layer)
     missing = [c for c in CLAIM_COLUMNS if c not in gdf.columns]
     if missing:
         raise InputError(f"column(s) {', '.join(missing)} needed for indemnities are missing.",
@@ -359,7 +362,7 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
                                 progress=progress, log=log, report=partitions)
     checked = _read_verdicts(verdicts) if verdicts is not None else None
     given = tuple(t for t in (event.footprint, checked) if t is not None)
-    stage = Stage.of(work, log, series, gdf, *given, job="assess",
+    stage = Stage.of(work, log, series, gdf_key, *given, job="assess",
                       event={k: v for k, v in _asdict(event).items() if k != "footprint"},
                       terms=_asdict(terms), params=_asdict(params), calendars=calendars)
 

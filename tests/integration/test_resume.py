@@ -376,12 +376,12 @@ def test_a_resumed_job_takes_back_its_checked_parcels_only_from_the_same_file(sm
     parcels = tmp_path / "parcels.geojson"
     shutil.copy(given, parcels)
 
-    def underwrite(out, crash=False):
+    def underwrite(out, crash=None):
         said = []
-        if crash:  # the job dies after the parcels, in its series
+        if crash:  # the job dies in this step (after reading the parcels)
             def stop(*args, **kwargs):
                 raise KeyboardInterrupt
-            monkeypatch.setattr(pipeline, "partitioned_series", stop)
+            monkeypatch.setattr(pipeline, crash, stop)
         try:
             pipeline.underwrite(str(parcels), f"local:{imagery}", SEASON, out=out,
                                 crop_model=None, partition_px=256, log=said.append)
@@ -393,22 +393,24 @@ def test_a_resumed_job_takes_back_its_checked_parcels_only_from_the_same_file(sm
     underwrite(reference)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        underwrite(out, crash=True)
+        underwrite(out, crash="partitioned_series")
     assert "parcels as the interrupted run read and checked them" in underwrite(out)
     assert _data(out) == _data(reference)
-    # the same path, one parcel redrawn: read and checked afresh, and the outputs show it
+    # the same path, one parcel redrawn after the decisions: the parcels are read and checked
+    # afresh, and decided afresh (the decisions' key holds the parcels' key)
     with pytest.raises(KeyboardInterrupt):
-        underwrite(out, crash=True)
+        underwrite(out, crash="write_outputs")
     edited = gpd.read_file(parcels)
     edited.loc[0, "geometry"] = shapely.affinity.scale(edited.geometry[0], 0.5, 0.5)
     edited.to_file(parcels, driver="GeoJSON")
-    assert "parcels as the interrupted run" not in underwrite(out)
+    said = underwrite(out)
+    assert "parcels as the interrupted run" not in said and "decisions of the" not in said
     area = pd.read_csv(out / "verdicts.csv", dtype={"parcel_id": str}).set_index("parcel_id")
     before = pd.read_csv(reference / "verdicts.csv", dtype={"parcel_id": str}).set_index(
         "parcel_id")
     first = str(edited["parcel_id"][0])
-    assert area.loc[first, "area_mu"] == pytest.approx(before.loc[first, "area_mu"] / 4,
-                                                       rel=0.01)
+    for column in ("area_mu", "parcel_area_mu"):  # the parcel's own, and as decided
+        assert area.loc[first, column] == pytest.approx(before.loc[first, column] / 4, rel=0.01)
 
 
 def test_a_shapefiles_companions_are_part_of_its_identity(tmp_path):
