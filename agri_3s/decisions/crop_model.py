@@ -2,12 +2,14 @@
 
 Most declarations in a batch are true, so the declarations themselves are training labels: a
 random forest learns what each declared crop's season looks like here, this year, and each
-parcel is then given the probability of its declared crop — by a model that never saw that
-parcel (**cross-fitting**: the batch is cut into folds, and each fold is judged by a forest
-trained on the others). False declarations are a minority; to keep them from teaching the
-forest, the parcels whose declared crop the first round finds very unlikely are left out of the
-second round's training. Parcels the forest finds unlike their declared crop are the ones to
-flag — the verdict combines this with the calendar rules (:mod:`.planting`).
+parcel is then given the probability of its declared crop — by trees that never saw that
+parcel (**cross-fitting**): a parcel the forest trained on is judged by its *out-of-bag* trees
+only (each tree grows on a bootstrap sample of the training pool, and a parcel outside it is
+unseen by that tree; Breiman 2001), every other parcel by the whole forest. False declarations
+are a minority; to keep them from teaching the forest, the parcels whose declared crop the
+first round finds very unlikely are left out of the second round's training. Parcels the forest
+finds unlike their declared crop are the ones to flag — the verdict combines this with the
+calendar rules (:mod:`.planting`).
 
 Features are season-relative, so a model trained on one batch (or on labelled inspections) can
 be saved and applied to another batch of the same crops and region: NDVI of the smoothed season
@@ -35,12 +37,14 @@ from ..errors import InputError
 MIN_PER_CROP = 10
 MIN_PARCELS = 40
 #: Most parcels a forest trains on (a stratified sample of the others when the batch is larger).
-MAX_TRAIN = 8_000
-FOLDS = 5
+MAX_TRAIN = 10_000
 #: Parcels whose features are made at a time (bounded memory).
 CHUNK = 65_536
 #: Parcels each tree is grown on (a bootstrap sample of the training pool).
 TREE_SAMPLES = 1_000
+#: Trees a forest grows at least, and the out-of-bag trees it aims to judge each of its own
+#: training parcels with (a small pool needs more trees: each tree sees ~63 % of it).
+TREES = 100
 #: Declarations whose crop the first round finds less likely than this are left out of the
 #: second round's training (presumed false).
 CLEAN_BELOW = 0.1
@@ -153,14 +157,20 @@ def _nearest_look(ok: np.ndarray, days: np.ndarray, cols: np.ndarray) -> np.ndar
     return np.where(at - d_prev <= d_next - at, d_prev, d_next)
 
 
-def _train(x: np.ndarray, labels: np.ndarray, seed: int):
+def _train(x: np.ndarray, labels: np.ndarray, seed: int, *, out_of_bag: bool = False):
     from sklearn.ensemble import RandomForestClassifier
 
     # each tree sees at most TREE_SAMPLES parcels (bootstrap): a large batch's forests cost
     # what a small batch's do, and 100 trees still see the whole pool
-    forest = RandomForestClassifier(n_estimators=100, min_samples_leaf=2, max_features="sqrt",
+    samples = min(len(x), TREE_SAMPLES)
+    trees = TREES
+    if out_of_bag:  # the share of trees that leave a parcel out: (1 − 1/n)^samples
+        unseen = (1.0 - 1.0 / len(x)) ** samples
+        trees = max(TREES, int(np.ceil(TREES / max(unseen, 1e-3))))
+    forest = RandomForestClassifier(n_estimators=trees, min_samples_leaf=2, max_features="sqrt",
                                     class_weight="balanced_subsample", n_jobs=2,
-                                    max_samples=min(len(x), TREE_SAMPLES), random_state=seed)
+                                    max_samples=samples, oob_score=out_of_bag,
+                                    random_state=seed)
     return forest.fit(x, labels)
 
 
@@ -177,39 +187,45 @@ def _sample(rows: np.ndarray, labels: np.ndarray, limit: int, rng) -> np.ndarray
 
 def cross_fitted(x: np.ndarray, declared: np.ndarray, trainable: np.ndarray, *,
                  seed: int = 0) -> tuple[np.ndarray, list[str], dict]:
-    """Probabilities (parcels, classes) where every parcel is judged by forests that did not
+    """Probabilities (parcels, classes) where every parcel is judged by trees that did not
     train on it; two rounds, the second without presumed-false declarations.
 
-    The forests train on a stratified pool of at most ``MAX_TRAIN`` parcels per fold; the first
-    round only judges that pool (to find the presumed-false declarations in it), the second
-    judges every parcel — so a province costs a few forests, not a forest per parcel."""
-    code, names = pd.factorize(np.asarray(declared, object), sort=True)  # hashed, not sorted
+    Each round's forest trains on a stratified pool of at most ``MAX_TRAIN`` parcels and judges
+    those out of bag; the first round only judges that pool (to find the presumed-false
+    declarations in it), the second judges every parcel — so a province costs two forests,
+    not a forest per parcel."""
+    code, names = pd.factorize(np.asarray(declared, object), sort=True)
     learnt = np.unique(code[trainable & (code >= 0)])
     classes = [str(c) for c in names[learnt]]
     label = np.full(len(names) + 1, -1)  # crop code → class column (-1: not learnt)
     label[learnt] = np.arange(len(learnt))
     label = label[code]
     rng = np.random.default_rng(seed)
-    fold = rng.integers(0, FOLDS, len(x))
-    pool = _sample(np.flatnonzero(trainable), label, MAX_TRAIN * FOLDS // (FOLDS - 1), rng)
+    pool = _sample(np.flatnonzero(trainable), label, MAX_TRAIN, rng)
 
-    def judge(rows_train: np.ndarray, rows: np.ndarray, k: int, out: np.ndarray) -> None:
-        forest = _train(x[rows_train], label[rows_train], seed + k)
-        cols = forest.classes_
-        for a in range(0, len(rows), 200_000):
-            part = rows[a:a + 200_000]
+    def judge(train: np.ndarray, others: np.ndarray, k: int) -> np.ndarray:
+        """Class probabilities: ``train`` out of bag, ``others`` by the whole forest (NaN
+        for the rest)."""
+        forest = _train(x[train], label[train], seed + k, out_of_bag=True)
+        out = np.full((len(x), len(classes)), np.nan, np.float32)
+        oob = np.zeros((len(train), len(classes)), np.float32)
+        oob[:, forest.classes_] = forest.oob_decision_function_
+        oob[oob.sum(axis=1) == 0] = np.nan  # never out of bag (rare): no judgement
+        out[train] = oob
+        trained = np.zeros(len(x), bool)
+        trained[train] = True
+        others = others[~trained[others]]
+        for a in range(0, len(others), 200_000):
+            part = others[a:a + 200_000]
             p = np.zeros((len(part), len(classes)), np.float32)
-            p[:, cols] = forest.predict_proba(x[part])
+            p[:, forest.classes_] = forest.predict_proba(x[part])
             out[part] = p
+        return out
 
-    first = np.full((len(x), len(classes)), np.nan, np.float32)
-    for k in range(FOLDS):
-        judge(pool[fold[pool] != k], pool[fold[pool] == k], k, first)
+    first = judge(pool, pool[:0], 0)
     own = first[pool, label[pool]]
     kept = pool[~(own < CLEAN_BELOW)]
-    proba = np.full((len(x), len(classes)), np.nan, np.float32)
-    for k in range(FOLDS):
-        judge(kept[fold[kept] != k], np.flatnonzero(fold == k), FOLDS + k, proba)
+    proba = judge(kept, np.arange(len(x)), 1)
     return proba, classes, {"presumed_false_left_out": int(len(pool) - len(kept)),
                             "training_pool": int(len(pool))}
 
@@ -252,8 +268,8 @@ def judge_declarations(crop_model, curve: SeasonCurve, values, ok, days, declare
         x = features(curve, values, ok, days, step_days=step_days, n_steps=n_steps)
         trainable = judged & (pd.Index(list(learnt)).get_indexer(declared) >= 0)
         proba, classes, info = cross_fitted(x, declared, trainable)
-        report = {"used": True, "how": f"random forest cross-fitted over {FOLDS} folds of "
-                  "the batch's own declarations", "crops": learnt, **info}
+        report = {"used": True, "how": "random forest on the batch's own "
+                  "declarations, its training parcels judged out of bag", "crops": learnt, **info}
         if save_to:
             forest = _train(x[trainable], declared[trainable], 0)
             CropModel(forest, list(forest.classes_), step_days, n_steps,

@@ -119,7 +119,7 @@ def instrument() -> Timers:
     t.wrap(planting, "verify_planting", "rules + table (rest of verify_planting)")
     for name in ("place_windows", "canopy_reference", "gather"):
         t.wrap(evidence, name, "evidence (windows, canopy level, window statistics)")
-    t.wrap(crop_model, "judge_declarations", "crop model: rest (folds, sampling, report)")
+    t.wrap(crop_model, "judge_declarations", "crop model: rest (sampling, out-of-bag, report)")
     t.wrap(crop_model, "features", "crop model: features (bins, grid)")
     t.wrap(smoothing, "whittaker", "crop model: features, smoothing")
     t.wrap(phenology, "season_metrics", "crop model: features, season metrics")
