@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..reasons import REASONS
 from ..timeseries.screening import clear_looks
 from ..types import Season
 from . import evidence as ev
@@ -47,7 +46,8 @@ from .calendar import calendar_for
 from .confidence import verdict_confidence
 from .crop_model import season_curve
 from .evidence import LOOKBACK
-from .reason_arrays import add_reason, compact_values, empty_reasons
+from .reason_arrays import COLUMNS as REASON_COLUMNS
+from .reason_arrays import BatchReasons, compact_values
 
 COLUMNS = ["parcel_id", "policy_id", "crop", "status", "reasons", "reasons_zh", "reasons_en",
            "planted_fraction", "emergence_date", "peak_ndvi", "peak_date", "measured_area_mu",
@@ -131,14 +131,15 @@ class _Reasons:
                 out |= mask
         return out
 
-    def columns(self, order: tuple[str, ...] = ("red", "yellow", "info")) -> dict:
-        """The reason columns, red reasons first, then yellow, then information."""
-        cols = empty_reasons(self.n)
+    def batch(self, order: tuple[str, ...] = ("red", "yellow", "info")) -> BatchReasons:
+        """The reasons, red first, then yellow, then information (texts once per distinct
+        list)."""
+        out = BatchReasons.empty(self.n)
         for kind in order:
             for code, k, mask, values in self.items:
                 if k == kind:
-                    add_reason(cols, code, mask, compact=True, **values)
-        return cols
+                    out.add(code, mask, compact=True, **values)
+        return out
 
 
 def _dates(day: np.ndarray, origin: np.datetime64) -> np.ndarray:
@@ -147,9 +148,18 @@ def _dates(day: np.ndarray, origin: np.datetime64) -> np.ndarray:
 
 
 def _date_text(day: np.ndarray, origin: np.datetime64) -> np.ndarray:
-    """Day numbers → ISO date strings, for reason texts (each distinct day converted once)."""
-    distinct, which = np.unique(np.round(np.asarray(day, np.float64)), return_inverse=True)
-    return ev.to_dates(origin, distinct).astype(str)[which.ravel()]
+    """Day numbers → ISO date strings, for reason texts ("NaT" where unknown): each day of the
+    span converted once, then looked up.
+
+    >>> _date_text(np.array([0.4, 2.0, np.nan]), np.datetime64("2025-01-30")).tolist()
+    ['2025-01-30', '2025-02-01', 'NaT']
+    """
+    whole = np.round(np.asarray(day, np.float64))
+    known = np.isfinite(whole)
+    lo, hi = (float(whole[known].min()), float(whole[known].max())) if known.any() else (0, 0)
+    span = ev.to_dates(origin, np.arange(lo, hi + 1)).astype(str)
+    text = np.append(span, "NaT")  # the last entry: unknown
+    return text[np.where(known, whole - lo, len(span)).astype(np.int64)]
 
 
 def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, season: Season,
@@ -180,7 +190,8 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     """
     s = series.sel(time=slice(np.datetime64(season.start - LOOKBACK), np.datetime64(season.end)))
     n = len(parcels)
-    ids = parcels["parcel_id"].astype(str).to_numpy()
+    id_column = parcels["parcel_id"].astype(str)
+    ids = id_column.to_numpy()
     series_ids = s["parcel_id"].values
     if len(series_ids) == n and bool(np.all(series_ids == ids)):  # the usual case: no lookup
         row = np.arange(n)
@@ -392,19 +403,19 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     nodata.add("NO_PEAK_OBS", "red", no_peak)
     nodata.add("UNKNOWN_CROP", "red", no_verdict, crop=crops)
     status[~decided] = "no_data"
-    text, text_nd = why.columns(), nodata.columns()
-    planted = {"reasons": "PLANTED", "reasons_zh": REASONS["PLANTED"][0],
-               "reasons_en": REASONS["PLANTED"][1]}
-    for k in text:
-        col = np.where(decided, text[k], text_nd[k]).astype(object)
-        col[decided & (col == "")] = planted[k]
-        text[k] = col
-    if rejected.any():
+    reasons = why.batch().merged(nodata.batch(), ~decided)
+    reasons.add("PLANTED", decided & (reasons.index == 0))  # decided, and nothing to say
+    if rejected.any():  # the validation's own words
         status[rejected] = "invalid"
-        for k, src in (("reasons", "validity_reasons"), ("reasons_zh", "validity_reasons_zh"),
-                       ("reasons_en", "validity_reasons_en")):
-            src = src if src in parcels else "validity_reasons"
-            text[k][rejected] = parcels[src].to_numpy()[rejected]
+        given = parcels.loc[rejected]
+        given = BatchReasons.of(pd.DataFrame({
+            col: given[src if src in given else "validity_reasons"] for col, src in zip(
+                REASON_COLUMNS, ("validity_reasons", "validity_reasons_zh",
+                                 "validity_reasons_en"))}))
+        index = np.zeros(n, np.int64)
+        index[rejected] = given.index
+        reasons = reasons.merged(BatchReasons(index, given.texts), rejected)
+    text = reasons.text_columns()
 
     p_true, confidence = verdict_confidence(status, e, w, rules, weight, p_model, why,
                                             calibration)
@@ -415,8 +426,10 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
         confidence = np.minimum(confidence, separability)
     unobserved = _unobserved(rule, e)
     out = pd.DataFrame({
-        "parcel_id": ids, "policy_id": parcels.get("policy_id", pd.Series([None] * n)).to_numpy(),
-        "crop": parcels["crop"].to_numpy(), "status": status, **text,
+        # the input's own columns as they are (no string converted again per parcel)
+        "parcel_id": id_column.array,
+        "policy_id": parcels["policy_id"].array if "policy_id" in parcels else [None] * n,
+        "crop": parcels["crop"].array, "status": status, **text,
         "planted_fraction": e.planted_fraction,
         "emergence_date": _dates(e.emergence_day, origin),
         "peak_ndvi": e.peak_ndvi, "peak_date": _dates(e.peak_day, origin),

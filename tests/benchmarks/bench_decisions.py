@@ -111,7 +111,7 @@ def instrument() -> Timers:
     """Wrap the package functions the decisions go through (from outside: nothing edited)."""
     from sklearn.ensemble import RandomForestClassifier
 
-    from agri_3s.decisions import crop_model, evidence, planting
+    from agri_3s.decisions import crop_model, evidence, planting, reason_arrays
     from agri_3s.timeseries import phenology, screening, smoothing
 
     t = Timers()
@@ -125,7 +125,7 @@ def instrument() -> Timers:
     t.wrap(phenology, "season_metrics", "crop model: features, season metrics")
     t.wrap(crop_model, "_train", "crop model: forests, fit")
     t.wrap(RandomForestClassifier, "predict_proba", "crop model: forests, predict")
-    t.wrap(planting, "add_reason", "reason texts")
+    t.wrap(reason_arrays.BatchReasons, "add", "reason texts")
     t.wrap(planting, "_dates", "day numbers → dates (reasons, date columns)")
     t.wrap(planting, "verdict_confidence", "confidence")
     return t
