@@ -125,9 +125,10 @@ def features(curve: SeasonCurve, values: np.ndarray, ok: np.ndarray, days: np.nd
     col = np.clip(np.searchsorted(days, grid), 0, len(days) - 1)
     names = ("peak_value", "peak_day", "sos_day", "eos_day", "amplitude", "n_cycles",
              "integral", "season_integral")
-    out = np.full((len(values), 2 * n_steps + 1 + len(names)), np.nan, np.float32)
+    out = np.empty((len(values), 2 * n_steps + 1 + len(names)), np.float32)
 
     def block(rows: slice) -> None:  # a block of parcels: bounded memory
+        out[rows] = np.nan  # (filled here, on the threads: a province's array is large)
         v, o = values[rows], ok[rows]
         for k, cols in enumerate(bins):
             if len(cols):  # the highest clear look in the step (NaN only if none is clear)

@@ -277,11 +277,11 @@ def canopy_reference(values: np.ndarray, ok: np.ndarray, crop_index: np.ndarray,
     Soil is the batch's 5th percentile of clear NDVI (every season has bare soil somewhere;
     from a systematic sample of at most 2 million looks)."""
     n, t = values.shape
-    cover = np.full((n, t), np.nan, np.float32)
     step = max(1, values.size // 2_000_000)
     looks = np.where(ok.ravel()[::step], values.ravel()[::step], np.nan)
     if not np.isfinite(looks).any():
-        return cover
+        return np.full((n, t), np.nan, np.float32)
+    cover = np.empty((n, t), np.float32)  # every row written below, block by block
     soil = float(nan_quantiles(looks, 5))
     # each crop's healthy canopy per date: the p90 over its parcels (a systematic sample of a
     # province's: the p90 of REFERENCE_SAMPLE parcels is within ~0.002 NDVI of all of theirs);

@@ -270,10 +270,11 @@ def whittaker(values: np.ndarray, weights: np.ndarray, days: np.ndarray, *,
     """
     values, weights, days = _check(values, weights, days, lam)
     n, t = values.shape
-    smoothed = np.full((n, t), np.nan, dtype=np.float32)
-    residual_sd = np.full(n, np.nan, dtype=np.float32)
     if n == 0 or t < MIN_LOOKS:
-        return smoothed, residual_sd
+        return np.full((n, t), np.nan, np.float32), np.full(n, np.nan, np.float32)
+    # filled block by block on the threads (a province's array is written once, in parallel)
+    smoothed = np.empty((n, t), dtype=np.float32)
+    residual_sd = np.empty(n, dtype=np.float32)
     bands = _penalty_bands(days, lam)
 
     def smooth(rows: slice) -> None:
@@ -290,6 +291,7 @@ def whittaker(values: np.ndarray, weights: np.ndarray, days: np.ndarray, *,
         y[bad] = 0.0
         enough = (w0 > 0).sum(axis=0) >= MIN_LOOKS
         if not enough.any():
+            smoothed[lo:hi], residual_sd[lo:hi] = np.nan, np.nan
             return
         # columns with too few looks are solved as dummies (flat weight) and blanked afterwards
         w0[:, ~enough] = 1.0
