@@ -42,9 +42,12 @@ MAX_TRAIN = 10_000
 CHUNK = 65_536
 #: Parcels each tree is grown on (a bootstrap sample of the training pool).
 TREE_SAMPLES = 1_000
-#: Trees a forest grows at least, and the out-of-bag trees it aims to judge each of its own
-#: training parcels with (a small pool needs more trees: each tree sees ~63 % of it).
+#: Trees a forest grows at least …
 TREES = 100
+#: … and the out-of-bag trees it aims to judge each of its own training parcels with (a small
+#: pool needs more trees: each tree sees ~63 % of it; a province's pool of 10⁴ is out of the
+#: bag of 90 % of 100 trees).
+OOB_TREES = 90
 #: Declarations whose crop the first round finds less likely than this are left out of the
 #: second round's training (presumed false).
 CLEAN_BELOW = 0.1
@@ -167,7 +170,7 @@ def _train(x: np.ndarray, labels: np.ndarray, seed: int, *, out_of_bag: bool = F
     trees = TREES
     if out_of_bag:  # the share of trees that leave a parcel out: (1 − 1/n)^samples
         unseen = (1.0 - 1.0 / len(x)) ** samples
-        trees = max(TREES, int(np.ceil(TREES / max(unseen, 1e-3))))
+        trees = max(TREES, int(np.ceil(OOB_TREES / max(unseen, 1e-3))))
     forest = RandomForestClassifier(n_estimators=trees, min_samples_leaf=2, max_features="sqrt",
                                     class_weight="balanced_subsample", n_jobs=2,
                                     max_samples=samples, oob_score=out_of_bag,
