@@ -49,22 +49,39 @@ def _texts(code: str, mask: np.ndarray, values: dict, *, compact: bool = False
     rounded to the decimals the texts show first). ``compact``: array values are already those
     of the rows (see :func:`compact_values`)."""
     rows = np.flatnonzero(mask)
-    names = list(values)
-    arrays = []
-    for name in names:
-        v = np.asarray(values[name])
-        if not v.ndim:
-            v = np.full(rows.size, v)
-        elif not compact:
-            v = np.broadcast_to(v, mask.shape)[rows]
-        shown = shown_decimals(code).get(name, 4)
-        arrays.append(np.round(v.astype(np.float64), shown) if v.dtype.kind == "f" else v)
     if not rows.size:
         return rows, rows, []
-    if not arrays:
-        return rows, np.zeros(rows.size, np.int64), [reason(code)]
-    which, distinct = pd.MultiIndex.from_arrays(arrays, names=names).factorize()
-    return rows, which, [reason(code, **dict(zip(names, key))) for key in distinct]
+    fixed, names, arrays = {}, [], []
+    for name, v in values.items():
+        v = np.asarray(v)
+        if not v.ndim:  # the same for every row
+            fixed[name] = v.item()
+            continue
+        if not compact:
+            v = np.broadcast_to(v, mask.shape)[rows]
+        shown = shown_decimals(code).get(name, 4)
+        names.append(name)
+        arrays.append(np.round(v.astype(np.float64), shown) if v.dtype.kind == "f" else v)
+    which, first = distinct_rows(arrays, rows.size)
+    return rows, which, [reason(code, **fixed, **{k: a[i] for k, a in zip(names, arrays)})
+                         for i in first]
+
+
+def distinct_rows(arrays: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's index into the distinct rows of the columns ``arrays`` (in order of first
+    appearance), and the first row of each.
+
+    >>> which, first = distinct_rows([np.array([1, 2, 1]), np.array(["a", "b", "a"])], 3)
+    >>> which.tolist(), first.tolist()
+    ([0, 1, 0], [0, 1])
+    """
+    which = np.zeros(n, np.int64)
+    for a in arrays:  # fold in one column at a time; the codes stay below n
+        code, uniques = pd.factorize(a, use_na_sentinel=True)
+        which, _ = pd.factorize(which * (len(uniques) + 1) + code + 1)
+    first = np.full(int(which.max(initial=-1)) + 1, n, np.int64)
+    np.minimum.at(first, which, np.arange(n))
+    return which, first
 
 
 def compact_values(mask: np.ndarray, values: dict) -> dict:
