@@ -52,7 +52,7 @@ SEASON = "2023-10-01/2024-10-15"
 TARGETS = {"floor_ratio": 1.25, "peak_mb": 6144, "decisions_share": 0.10, "resume_share": 0.25}
 #: The pipeline's steps timed in the job's process (wrapped from outside).
 STEPS = ("load_parcels", "partitioned_series", "screen_looks", "verify_planting",
-         "result_table", "write_outputs", "write_manifest", "publish")
+         "result_table", "write_outputs", "map_imagery", "write_manifest", "publish")
 
 
 # ---------------------------------------------------------------- the batch
