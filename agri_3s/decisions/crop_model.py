@@ -198,7 +198,7 @@ def cross_fitted(x: np.ndarray, declared: np.ndarray, trainable: np.ndarray, *,
     those out of bag; the first round only judges that pool (to find the presumed-false
     declarations in it), the second judges every parcel — so a province costs two forests,
     not a forest per parcel."""
-    code, names = pd.factorize(np.asarray(declared, object), sort=True)
+    code, names = pd.factorize(declared, sort=True)
     learnt = np.unique(code[trainable & (code >= 0)])
     classes = [str(c) for c in names[learnt]]
     label = np.full(len(names) + 1, -1)  # crop code → class column (-1: not learnt)
@@ -246,6 +246,8 @@ def judge_declarations(crop_model, curve: SeasonCurve, values, ok, days, declare
     n = len(declared)
     p_declared = np.full(n, np.nan)
     likeliest = np.full(n, None, dtype=object)
+    # the crop names hashed once: below, a province's parcels are looked up by integer codes
+    declared = pd.Categorical(np.asarray(declared, object))
     if isinstance(crop_model, (str, Path)) and str(crop_model) != "auto":
         crop_model = CropModel.load(crop_model)
     if isinstance(crop_model, CropModel):
@@ -256,7 +258,7 @@ def judge_declarations(crop_model, curve: SeasonCurve, values, ok, days, declare
         report = {"used": True, "how": "applied a saved model",
                   "trained_on": crop_model.trained_on}
     else:
-        code, names = pd.factorize(np.asarray(declared[judged], object), sort=True)
+        code, names = pd.factorize(declared[judged], sort=True)
         counts = {str(c): int(k) for c, k in zip(names, np.bincount(code[code >= 0],
                                                                     minlength=len(names)))}
         learnt = {c: k for c, k in counts.items() if k >= MIN_PER_CROP}
@@ -270,18 +272,20 @@ def judge_declarations(crop_model, curve: SeasonCurve, values, ok, days, declare
                                            "declared_counts": counts}
         n_steps = int(np.ceil((curve.end_day - curve.start_day) / step_days))
         x = features(curve, values, ok, days, step_days=step_days, n_steps=n_steps)
-        trainable = judged & (pd.Index(list(learnt)).get_indexer(declared) >= 0)
+        trainable = judged & np.isin(declared.codes,
+                                     declared.categories.get_indexer(list(learnt)))
         proba, classes, info = cross_fitted(x, declared, trainable)
         report = {"used": True, "how": "random forest on the batch's own "
                   "declarations, its training parcels judged out of bag", "crops": learnt, **info}
         if save_to:
-            forest = _train(x[trainable], declared[trainable], 0)
+            forest = _train(x[trainable], np.asarray(declared[trainable], object), 0)
             CropModel(forest, list(forest.classes_), step_days, n_steps,
                       {"crops": learnt, "parcels": int(trainable.sum()),
                        "features": hashlib.sha256(x[trainable].tobytes()).hexdigest()[:16]}
                       ).save(save_to)
             report["saved_to"] = str(save_to)
-    col = pd.Index(classes).get_indexer(declared)  # the declared crop's class (-1: unknown)
+    # the declared crop's class (-1: unknown)
+    col = np.append(pd.Index(classes).get_indexer(declared.categories), -1)[declared.codes]
     known = judged & (col >= 0)
     p_declared[known] = proba[np.flatnonzero(known), col[known]]
     best = np.nan_to_num(proba, nan=-1).argmax(axis=1)

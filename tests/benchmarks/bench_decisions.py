@@ -396,7 +396,7 @@ def _decisions(tmp: Path, n: int, n_dates: int, peer_n: int, losses: bool, profi
     small = run_worker("new", {"root": str(root), "rows": str(tmp / "peer_rows.npy"),
                                "out": str(tmp / "new_peer.parquet")})
     log(f"new code on the same {len(peer_rows):,} parcels: decisions {small['decisions_s']:.2f} "
-        f"s (its crop model trains {2 * 5} forests whatever the batch size)")
+        f"s (its crop model trains 2 forests whatever the batch size)")
     new = run_worker("new", {"root": str(root), "out": str(tmp / "new.parquet")})
     log(f"new code on {n:,} parcels: {new['to_verdicts_s']:.1f} s from launch to the verdicts "
         f"(start-up {new['start_imports_s']:.1f} s, package imports "

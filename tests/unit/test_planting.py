@@ -148,9 +148,10 @@ def test_cross_fitting_never_judges_a_parcel_with_a_model_that_saw_it():
     assert own.mean() < 0.6
 
 
-def test_crop_model_flags_a_false_minority_and_keeps_the_true_majority():
-    """Two crops with different seasons; 10 % of the maize-like parcels declared as wheat."""
-    rng = np.random.default_rng(7)
+def _wheat_rapeseed_batch(seed: int):
+    """Two crops with different seasons; 10 % of the rapeseed-like parcels (rows 70–79)
+    declared as wheat (rapeseed has no calendar here: it is known to the crop model only)."""
+    rng = np.random.default_rng(seed)
     times = pd.date_range("2024-09-01", "2025-06-30", freq="5D").values
     wheat_like = [("2024-09-01", 0.25), ("2024-10-10", 0.18), ("2024-11-10", 0.40),
                   ("2025-02-20", 0.35), ("2025-04-20", 0.85), ("2025-05-25", 0.85),
@@ -166,19 +167,44 @@ def test_crop_model_flags_a_false_minority_and_keeps_the_true_majority():
         curves[f"p{i}"] = np.clip(c + rng.normal(0, 0.03, len(times)), 0, 1)
     declared = truth.copy()
     declared[70:80] = "winter_wheat"            # rapeseed declared as wheat
-    s = _series(curves, times)
     parcels = pd.DataFrame({"parcel_id": list(curves), "crop": declared,
                             "declared_area_mu": 6.0, "area_mu": 6.0, "validity": "ok"})
-    report = {}  # (rapeseed has no calendar here: it is known to the crop model only)
-    v = verify_planting(s, parcels, load_calendars(), WHEAT, crop_model="auto",
-                        model_report=report).set_index("parcel_id")
-    assert report["used"], report
+    return _series(curves, times), parcels
+
+
+def _flags_the_false_minority(v: pd.DataFrame) -> None:
     false = v.iloc[70:80]
     true_wheat = v.iloc[:70]
     assert (false["crop_model_p_declared"] < 0.5).mean() >= 0.8
     assert (false["status"] != "green").mean() >= 0.8
     assert (true_wheat["status"] == "green").mean() >= 0.9
     assert (false["crop_model_crop"] == "rapeseed").mean() >= 0.8
+
+
+def test_crop_model_flags_a_false_minority_and_keeps_the_true_majority():
+    s, parcels = _wheat_rapeseed_batch(7)
+    report = {}
+    v = verify_planting(s, parcels, load_calendars(), WHEAT, crop_model="auto",
+                        model_report=report).set_index("parcel_id")
+    assert report["used"], report
+    _flags_the_false_minority(v)
+
+
+def test_a_crop_model_saved_from_one_batch_judges_another(tmp_path):
+    """Trained (and saved) on one batch, applied to another of the same crops: the other
+    batch's false declarations are found by the saved model alone."""
+    saved = tmp_path / "crops.joblib"
+    s, parcels = _wheat_rapeseed_batch(7)
+    verify_planting(s, parcels, load_calendars(), WHEAT, crop_model="auto",
+                    save_crop_model=saved)
+    assert saved.exists()
+    s2, parcels2 = _wheat_rapeseed_batch(8)  # other parcels, other noise
+    report = {}
+    v = verify_planting(s2, parcels2, load_calendars(), WHEAT, crop_model=saved,
+                        model_report=report).set_index("parcel_id")
+    assert report["how"] == "applied a saved model"
+    assert report["trained_on"]["parcels"] == 120
+    _flags_the_false_minority(v)
 
 
 def test_verdicts_do_not_depend_on_how_parcels_are_blocked(monkeypatch):
