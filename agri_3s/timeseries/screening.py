@@ -52,8 +52,9 @@ class ScreenRules:
     bright_excess: float = 0.04
 
 
-#: Parcels screened at a time: the (parcel × time) temporaries stay a few tens of MB.
-CHUNK = 65_536
+#: Parcels screened at a time: the (parcel × time) temporaries of a block stay a few MB, in
+#: the processor's caches (on 10⁶ parcels × 70 dates 16,384 screens 20–30 % faster than 65,536).
+CHUNK = 16_384
 
 
 def _neighbours(clear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
