@@ -38,8 +38,9 @@ MIN_PER_CROP = 10
 MIN_PARCELS = 40
 #: Most parcels a forest trains on (a stratified sample of the others when the batch is larger).
 MAX_TRAIN = 10_000
-#: Parcels whose features are made at a time (bounded memory).
-CHUNK = 65_536
+#: Parcels whose features are made at a time: a block's temporaries stay in the processor's
+#: caches (10⁶ parcels × 70 dates: 0.7 s at 8192, 1.3 s at 65,536).
+CHUNK = 8192
 #: Parcels each tree is grown on (a bootstrap sample of the training pool).
 TREE_SAMPLES = 1_000
 #: Trees a forest grows at least …

@@ -53,8 +53,9 @@ ROBUST_MIN_SHARE = 0.01
 ROBUST_ITERATIONS = 2
 
 #: Parcels solved together; bounds memory at ~(12 × T × 8) bytes per parcel of the chunk and
-#: keeps the recursion's vectors in cache.
-CHUNK_PARCELS = 8192
+#: keeps the recursion's vectors in cache (10⁶ parcels × 70 dates on 2 cores: 4.55 s at 4096,
+#: 4.87 s at 8192, 5.5 s at 2048).
+CHUNK_PARCELS = 4096
 
 
 def difference_penalty(days: np.ndarray) -> np.ndarray:
