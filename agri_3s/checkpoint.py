@@ -14,6 +14,8 @@ change gives another key and they are recomputed:
   (the crop model's report for ``run.json``), checked by SHA-256 — pickled, because only that
   gives back exactly the same table (a user's column of mixed types, dates, pandas' string
   dtype), which the outputs need to come out byte-identical; it is the job's own file;
+* ``imagery.pkl`` + ``imagery.json``: the map's imagery layers (reading a province's look
+  takes seconds), under the decisions' key;
 * ``outputs/NAME.partial`` + ``.partial.json``: a CSV or GeoJSON being written, block by block
   (:mod:`agri_3s.outputs.streaming`);
 * ``outputs/NAME`` + ``outputs/NAME.json``: each output file as written into the staging

@@ -9,7 +9,7 @@ import geopandas as gpd
 import pandas as pd
 import xarray as xr
 
-from .checkpoint import Stage, content_key, reuse_or_write
+from .checkpoint import Stage, content_key, load_pickled, reuse_or_write, save_pickled
 from .outputs.export import atomic_path, write_schemas, write_table
 from .outputs.privacy import mask_pii
 from .sources.base import ImagerySource
@@ -86,8 +86,11 @@ def write_map(path: Path, table: gpd.GeoDataFrame, **kwargs) -> Path:
 
 
 def map_imagery(out: Path, source: ImagerySource | None, parcels: gpd.GeoDataFrame,
-                 series: xr.Dataset, **when) -> tuple[list, dict[str, Path], list[str]]:
-    """The map's Sentinel-2 layers from the job's own looks, saved for ``agri3s map``.
+                 series: xr.Dataset, *, stage: Stage | None = None,
+                 **when) -> tuple[list, dict[str, Path], list[str]]:
+    """The map's Sentinel-2 layers from the job's own looks, saved for ``agri3s map``;
+    checkpointed in ``stage`` (reading a province's look takes seconds: a resumed job takes
+    them back).
 
     ``when``: ``event=`` or ``season=``. Without a source (a series given) there are none; a
     source that fails to deliver them leaves the map without imagery, saying why."""
@@ -96,8 +99,16 @@ def map_imagery(out: Path, source: ImagerySource | None, parcels: gpd.GeoDataFra
 
     if source is None:
         return [], {}, []
-    try:
-        layers = job_imagery(source, parcels, series, **when)
-    except (Agri3sError, OSError) as exc:
-        return [], {}, [f"imagery layers unavailable: {exc}"]
+    parts = stage.parts if stage is not None else None
+    key = content_key(stage.key, "map imagery") if parts is not None else ""
+    layers = load_pickled(parts, "imagery", key)
+    if layers is not None:
+        if stage.log:
+            stage.log("resuming: the map imagery of the interrupted run reused.")
+    else:
+        try:
+            layers = job_imagery(source, parcels, series, **when)
+        except (Agri3sError, OSError) as exc:
+            return [], {}, [f"imagery layers unavailable: {exc}"]
+        save_pickled(parts, "imagery", key, layers)
     return layers, save_imagery(layers, out), []

@@ -268,9 +268,10 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
             parcel_id=("parcel", with_units["parcel_id"].astype(str).to_numpy()),
             unit_id=("parcel", with_units["unit_id"].astype(str).to_numpy()))
     table = result_table(gdf, verdicts, include_pii)
-    files = write_outputs(out, "verdicts", table, series, formats, include_pii, stage=stage)
+    # (the imagery first: a kill during the long exports then leaves it checkpointed)
     images, image_files, notes = map_imagery(out, source, gdf[gdf["validity"] != "rejected"],
-                                             series, season=season)
+                                             series, stage=stage, season=season)
+    files = write_outputs(out, "verdicts", table, series, formats, include_pii, stage=stage)
     files |= image_files
     files |= map_or_skip(out / "map.html", table, log, verdicts=verdicts, series=series,
                          lang=lang, show_pii=include_pii, imagery=images, notes=notes)
@@ -379,9 +380,9 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     if checked is not None:
         claims = flag_rejected(claims, checked)
     table = result_table(gdf, claims, include_pii)
-    files = write_outputs(out, "claims", table, series, formats, include_pii, stage=stage)
     images, image_files, notes = map_imagery(out, source, gdf[gdf["validity"] != "rejected"],
-                                             series, event=event)
+                                             series, stage=stage, event=event)
+    files = write_outputs(out, "claims", table, series, formats, include_pii, stage=stage)
     files |= image_files
     files |= map_or_skip(out / "map.html", table, log, claims=claims, series=series,
                          lang=lang, show_pii=include_pii, imagery=images, notes=notes,

@@ -339,15 +339,17 @@ def test_an_assessment_resumes_past_its_claims_and_not_with_other_verdicts(sampl
     with pytest.raises(KeyboardInterrupt):
         assess(out)
     monkeypatch.setattr(pipeline, "write_outputs", real)
-    assert "decisions of the interrupted run are reused" in assess(out)
+    said = assess(out)
+    assert "decisions of the interrupted run are reused" in said
+    assert "map imagery of the interrupted run reused" in said  # (made before the files)
     assert _data(out) == _data(reference)
     # killed after writing claims.csv, then run against underwriting verdicts that reject
     # every parcel: that claims.csv must not be taken back
-    maps = pipeline.map_imagery
-    monkeypatch.setattr(pipeline, "map_imagery", crash)
+    maps = pipeline.map_or_skip
+    monkeypatch.setattr(pipeline, "map_or_skip", crash)
     with pytest.raises(KeyboardInterrupt):
         assess(out)
-    monkeypatch.setattr(pipeline, "map_imagery", maps)
+    monkeypatch.setattr(pipeline, "map_or_skip", maps)
     import pandas as pd
 
     claims = pd.read_csv(out / "claims.csv", dtype={"parcel_id": str})
