@@ -267,10 +267,11 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
         series = series.isel(parcel=[row[u] for u in with_units["unit_id"]]).assign_coords(
             parcel_id=("parcel", with_units["parcel_id"].astype(str).to_numpy()),
             unit_id=("parcel", with_units["unit_id"].astype(str).to_numpy()))
-    table = result_table(gdf, verdicts, include_pii)
-    # (the imagery first: a kill during the long exports then leaves it checkpointed)
+    # the imagery first: a kill during the long exports then leaves it checkpointed, and its
+    # reading's transient memory comes before the result table's
     images, image_files, notes = map_imagery(out, source, gdf[gdf["validity"] != "rejected"],
                                              series, stage=stage, season=season)
+    table = result_table(gdf, verdicts, include_pii)
     files = write_outputs(out, "verdicts", table, series, formats, include_pii, stage=stage)
     files |= image_files
     files |= map_or_skip(out / "map.html", table, log, verdicts=verdicts, series=series,
@@ -379,9 +380,9 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
                                             ].to_numpy()
     if checked is not None:
         claims = flag_rejected(claims, checked)
-    table = result_table(gdf, claims, include_pii)
     images, image_files, notes = map_imagery(out, source, gdf[gdf["validity"] != "rejected"],
                                              series, stage=stage, event=event)
+    table = result_table(gdf, claims, include_pii)
     files = write_outputs(out, "claims", table, series, formats, include_pii, stage=stage)
     files |= image_files
     files |= map_or_skip(out / "map.html", table, log, claims=claims, series=series,
