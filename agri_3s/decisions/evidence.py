@@ -97,10 +97,15 @@ def first(mask: np.ndarray) -> np.ndarray:
     return np.where(mask.any(axis=1), np.argmax(mask, axis=1), -1)
 
 
-def previous_look(ok: np.ndarray) -> np.ndarray:
-    """Per (parcel, time), the index of the previous clear look (−1: none)."""
-    idx = np.maximum.accumulate(np.where(ok, np.arange(ok.shape[1]), -1), axis=1)
-    return np.concatenate([np.full((len(ok), 1), -1), idx[:, :-1]], axis=1)
+def last_before(mask: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Time index of the last True before ``index`` per parcel, −1 where none.
+
+    >>> last_before(np.array([[True, False, True, True]]), np.array([3])).tolist()
+    [2]
+    """
+    t = np.arange(mask.shape[1], dtype=np.int16)
+    return np.where(mask & (t[None, :] < index[:, None]), t, np.int16(-1)).max(axis=1,
+                                                                             initial=-1)
 
 
 def at_index(days: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -201,7 +206,7 @@ def _gather(values: np.ndarray, p75: np.ndarray, veg: np.ndarray, water: np.ndar
     after = np.arange(len(days))[None, :] > seedbed_at[:, None]
     risen = ok & after & (days[None, :] <= w.peak[1][:, None]) & (y >= level[:, None])
     above = first(risen)
-    below = np.take_along_axis(previous_look(ok), np.clip(above, 0, None)[:, None], 1)[:, 0]
+    below = last_before(ok, above)
     rows = np.arange(len(y))
     y_a, y_b = y[rows, np.clip(above, 0, None)], y[rows, np.clip(below, 0, None)]
     d_a, d_b = at_index(days, above), at_index(days, below)
@@ -217,7 +222,9 @@ def _gather(values: np.ndarray, p75: np.ndarray, veg: np.ndarray, water: np.ndar
     # window — a cover crop ploughed in, an earlier harvest, or damage
     soil = np.where(np.isfinite(seedbed_min), np.minimum(seedbed_min + 0.1, bare_ndvi_max),
                     bare_ndvi_max)
-    reached = np.fmax.accumulate(np.where(grown_w, p75, -np.inf), axis=1) >= crop_level
+    # (reached from the first look at the crop's canopy on)
+    canopy_from = first(grown_w & (p75 >= crop_level))
+    reached = (np.arange(len(days))[None, :] >= canopy_from[:, None]) & (canopy_from[:, None] >= 0)
     lost = ok & reached & (y <= soil[:, None]) & ~(water >= 0.3) & (
         days[None, :] < (w.harvest[0] - lost_before_harvest_days)[:, None])
     lost_day = at_index(days, first(lost))
