@@ -408,9 +408,9 @@ def verify_planting(series: xr.Dataset, parcels: pd.DataFrame, calendars: dict, 
     reasons.add("PLANTED", decided & (reasons.index == 0))  # decided, and nothing to say
     if rejected.any():  # the validation's own words
         status[rejected] = "invalid"
-        given = parcels.loc[rejected]
+        checked = parcels.loc[rejected]
         given = BatchReasons.of(pd.DataFrame({
-            col: given[src if src in given else "validity_reasons"] for col, src in zip(
+            col: checked[src if src in checked else "validity_reasons"] for col, src in zip(
                 REASON_COLUMNS, ("validity_reasons", "validity_reasons_zh",
                                  "validity_reasons_en"))}))
         index = np.zeros(n, np.int64)
