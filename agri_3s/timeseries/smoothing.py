@@ -5,8 +5,8 @@ The Whittaker smoother (Eilers 2003, "A perfect smoother", Anal. Chem. 75:3631) 
 differences over the acquisition days, so the roughness penalty — and with it ``λ`` — means the
 same whatever the revisit interval or the length of a cloudy gap. The solution solves
 ``(W + λ DᵀD) z = W y``. All parcels share the dates, hence one pentadiagonal ``DᵀD``; only the
-weights differ, so the n systems are solved together by a banded LDLᵀ recursion that loops
-over the T dates with numpy operations across parcels (no loop over parcels).
+weights differ, so the n systems are solved together by a banded LDLᵀ recursion over the T
+dates, each date one compiled pass across the parcels (:mod:`agri_3s.timeseries.banded`).
 
 Zero-weight dates (cloudy, no data) are filled by the smoother itself: between looks the curve
 is the penalised (cubic-spline-like) interpolation. Before the first and after the last look
@@ -19,6 +19,7 @@ import numpy as np
 
 from agri_3s.blocks import for_blocks
 from agri_3s.errors import InputError
+from agri_3s.timeseries import banded  # numba: imported with the smoother only (~0.3 s)
 
 #: λ in days⁴ (second divided differences over days), chosen by cross-validation on real series
 #: (held-out clear looks; robust fit): on Kenya 2019 field means (5-day revisit) the 5-fold error
@@ -55,7 +56,7 @@ ROBUST_ITERATIONS = 2
 #: Parcels solved together; bounds memory at ~(12 × T × 8) bytes per parcel of the chunk and
 #: keeps the recursion's vectors in cache (10⁶ parcels × 70 dates on 2 cores: 4.55 s at 4096,
 #: 4.87 s at 8192, 5.5 s at 2048).
-CHUNK_PARCELS = 4096
+CHUNK_PARCELS = 1024
 
 
 def difference_penalty(days: np.ndarray) -> np.ndarray:
@@ -88,83 +89,26 @@ def _penalty_bands(days: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray
             p[np.arange(t - 2), np.arange(2, t)].copy())
 
 
-def _solve(w: np.ndarray, wy: np.ndarray, bands: tuple[np.ndarray, np.ndarray, np.ndarray]
-           ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Solve ``(diag(w) + P) z = wy`` for every column; ``w``, ``wy`` are (T, c) float64.
+class _Solver:
+    """The chunk's work arrays (T, c) and the compiled solve (:mod:`banded`), reused by the
+    first fit and the robust refits."""
 
-    Banded LDLᵀ without pivoting (the matrix is symmetric positive definite when a column has
-    at least two weighted looks). ``P``'s off-diagonals are the same for all columns, so only
-    the diagonal and the factors are vectors over parcels. In-place ufuncs: this loop is the
-    smoother's whole cost. Returns z and the factors (d, l1, l2) for `_leverage`.
-    """
-    p0, p1, p2 = bands
-    t, c = w.shape
-    d = np.add(w, p0[:, None])   # diagonal of A, becomes D of LDLᵀ row by row
-    l1 = np.zeros((t, c))        # L[i, i-1]
-    l2 = np.zeros((t, c))        # L[i, i-2]
-    u = wy.copy()                # forward substitution, then z
-    e = np.empty(c)
-    tmp = np.empty(c)
-    if t > 1:
-        np.divide(p1[0], d[0], out=l1[1])
-        d[1] -= l1[1] * p1[0]
-        u[1] -= l1[1] * u[0]
-    for i in range(2, t):
-        # A[i,i-2] = l2[i] d[i-2];  A[i,i-1] = l1[i] d[i-1] + l2[i] d[i-2] l1[i-1]
-        np.divide(p2[i - 2], d[i - 2], out=l2[i])
-        np.multiply(l1[i - 1], -p2[i - 2], out=e)
-        e += p1[i - 1]                                   # = l1[i] d[i-1]
-        np.divide(e, d[i - 1], out=l1[i])
-        e *= l1[i]
-        d[i] -= e
-        np.multiply(l2[i], p2[i - 2], out=tmp)
-        d[i] -= tmp
-        np.multiply(l1[i], u[i - 1], out=tmp)
-        u[i] -= tmp
-        np.multiply(l2[i], u[i - 2], out=tmp)
-        u[i] -= tmp
-    u /= d
-    if t > 1:
-        u[t - 2] -= l1[t - 1] * u[t - 1]
-    for i in range(t - 3, -1, -1):
-        np.multiply(l1[i + 1], u[i + 1], out=tmp)
-        u[i] -= tmp
-        np.multiply(l2[i + 2], u[i + 2], out=tmp)
-        u[i] -= tmp
-    return u, (d, l1, l2)
+    def __init__(self, bands: tuple[np.ndarray, np.ndarray, np.ndarray], shape: tuple[int, int]):
+        self.bands = bands
+        self.inv_d, self.l1, self.l2 = (np.empty(shape) for _ in range(3))
 
+    def solve(self, w: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """z of ``(diag(w) + P) z = w y``, keeping the factors for `loo_residuals`."""
+        self.w, z = w, np.empty_like(y)
+        banded.factor_solve(w, w * y, *self.bands, self.inv_d, self.l1, self.l2, z)
+        return z
 
-def _leverage(w: np.ndarray, factors: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    """Hat-matrix diagonal ``h_ii = w_i (A⁻¹)_ii`` from the LDLᵀ factors of A, (T, c).
-
-    Takahashi's recursion for the band of ``Σ = A⁻¹``, backwards over the dates:
-    ``Σ_ij = δ_ij / d_i − Σ_k>i L_ki Σ_kj`` (j = i, i+1, i+2 needs only band entries).
-    """
-    d, l1, l2 = factors
-    t, c = d.shape
-    s0 = np.empty_like(d)           # Σ_ii
-    s1 = np.zeros_like(d)           # Σ_i,i+1
-    s2 = np.empty(c)                # Σ_i,i+2 (only the current row is needed)
-    tmp = np.empty(c)
-    np.divide(1.0, d, out=s0)       # 1 / d_i, corrected below
-    if t > 1:
-        s1[t - 2] = -l1[t - 1] * s0[t - 1]
-        s0[t - 2] -= l1[t - 1] * s1[t - 2]
-    for i in range(t - 3, -1, -1):
-        np.multiply(l1[i + 1], s1[i + 1], out=s2)
-        np.multiply(l2[i + 2], s0[i + 2], out=tmp)
-        s2 += tmp
-        np.negative(s2, out=s2)
-        np.multiply(l1[i + 1], s0[i + 1], out=s1[i])
-        np.multiply(l2[i + 2], s1[i + 1], out=tmp)
-        s1[i] += tmp
-        np.negative(s1[i], out=s1[i])
-        np.multiply(l1[i + 1], s1[i], out=tmp)
-        s0[i] -= tmp
-        np.multiply(l2[i + 2], s2, out=tmp)
-        s0[i] -= tmp
-    s0 *= w
-    return s0
+    def loo_residuals(self, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """``(y − z) / (1 − h_ii)`` of the last solve: the residual of each look from the
+        curve fitted without it."""
+        out = np.empty_like(y)
+        banded.loo_residuals(self.w, y, z, self.inv_d, self.l1, self.l2, out)
+        return out
 
 
 def _look_scale(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -296,30 +240,21 @@ def whittaker(values: np.ndarray, weights: np.ndarray, days: np.ndarray, *,
             return
         # columns with too few looks are solved as dummies (flat weight) and blanked afterwards
         w0[:, ~enough] = 1.0
-        z, factors = _solve(w0, w0 * y, bands)
+        solver = _Solver(bands, y.shape)
+        z = solver.solve(w0, y)
         looks = _look_scale(w0)
         if robust:
             # Depth below the curve fitted *without* the look (leave-one-out residual
             # r / (1 − h)): a dip at the first or last look pulls its own fit down and hides
             # in its plain residual; its leave-one-out residual does not.
-            w = w0
             cut = None
             for _ in range(ROBUST_ITERATIONS):
-                slack = np.maximum(1.0 - _leverage(w, factors), 1e-6)
-                loo = np.subtract(y, z, out=z)
-                loo /= slack
+                loo = solver.loo_residuals(y, z)
                 if cut is None:             # one spread, from the first fit
                     cut = ROBUST_CUTOFF * np.maximum(_robust_sd(loo, looks), NOISE_FLOOR)
-                w = np.negative(loo, out=loo)              # depth below the curve …
-                np.maximum(w, 0.0, out=w)
-                w /= cut
-                np.minimum(w, 1.0, out=w)                  # … as a share u of the cutoff
-                np.square(w, out=w)
-                np.subtract(1.0, w, out=w)
-                np.square(w, out=w)                        # bisquare (1 − u²)²
-                np.maximum(w, ROBUST_MIN_SHARE, out=w)
-                w *= w0
-                z, factors = _solve(w, w * y, bands)
+                w = np.empty_like(loo)
+                banded.bisquare_weights(loo, cut, w0, ROBUST_MIN_SHARE, w)
+                z = solver.solve(w, y)
         sd = _robust_sd(y - z, looks)
         _hold_ends(z, w0 > 0)
         z[:, ~enough] = np.nan

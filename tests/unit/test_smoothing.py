@@ -56,6 +56,30 @@ def test_equals_direct_sparse_solve_with_gaps_and_uneven_dates(lam):
             np.testing.assert_allclose(z[k, last:], ref[last], atol=1e-6, rtol=1e-5)
 
 
+def test_leave_one_out_residuals_equal_refits_without_the_look():
+    """The robust step's residuals against brute force: each look's residual from a dense
+    refit with that look's weight set to 0 (the hat-matrix identity is not assumed)."""
+    from agri_3s.timeseries import banded
+    from agri_3s.timeseries.smoothing import _penalty_bands
+
+    rng = np.random.default_rng(5)
+    t, n, lam = 9, 4, 1e3
+    days = np.cumsum(rng.uniform(3, 20, t))
+    y = rng.uniform(0.1, 0.9, (t, n))
+    w = rng.uniform(0.2, 1, (t, n))
+    w[rng.uniform(size=(t, n)) < 0.25] = 0.0
+    inv_d, l1, l2, z, loo = (np.empty((t, n)) for _ in range(5))
+    banded.factor_solve(w, w * y, *_penalty_bands(days, lam), inv_d, l1, l2, z)
+    banded.loo_residuals(w, y, z, inv_d, l1, l2, loo)
+    for k in range(n):
+        np.testing.assert_allclose(z[:, k], _reference(y[:, k], w[:, k], days, lam), rtol=1e-9)
+        for i in np.flatnonzero(w[:, k] > 0):
+            held_out = w[:, k].copy()
+            held_out[i] = 0.0
+            refit = _reference(y[:, k], held_out, days, lam)
+            assert loo[i, k] == pytest.approx(y[i, k] - refit[i], rel=1e-7, abs=1e-10)
+
+
 def test_recovers_a_known_curve_from_noisy_gappy_samples():
     rng = np.random.default_rng(1)
     days = np.cumsum(rng.choice([5.0, 5.0, 10.0], 70))
