@@ -2,7 +2,7 @@
 
 A province's (parcel × time) work is done a block of parcels at a time, which bounds the
 temporaries; the blocks are independent, so they run on the local threads (numpy releases the
-GIL inside its loops, so two cores do two blocks at once).
+GIL inside its loops, and so do the compiled kernels: two cores do two blocks at once).
 """
 
 from __future__ import annotations

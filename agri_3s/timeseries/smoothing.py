@@ -54,8 +54,8 @@ ROBUST_MIN_SHARE = 0.01
 ROBUST_ITERATIONS = 2
 
 #: Parcels solved together; bounds memory at ~(12 × T × 8) bytes per parcel of the chunk and
-#: keeps the recursion's vectors in cache (10⁶ parcels × 70 dates on 2 cores: 4.55 s at 4096,
-#: 4.87 s at 8192, 5.5 s at 2048).
+#: keeps the recursion's rows in cache (10⁶ parcels × 70 dates on 2 cores, compiled recursion:
+#: 2.57 s at 1024, 2.6–3.0 s at 2048, 2.75 s at 4096, 3.17 s at 512).
 CHUNK_PARCELS = 1024
 
 
