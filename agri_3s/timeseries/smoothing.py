@@ -50,7 +50,8 @@ NOISE_FLOOR = 0.02
 ROBUST_MIN_SHARE = 0.01
 #: Refits after the first fit. Measured on flat series with 8 % cloud dips: the share whose
 #: curve spans > 0.15 NDVI (an invented cycle) is 55 % plain, 2.9 % after one refit, 1.4 % after
-#: two, 1.2 % after three; each refit costs ~2 s per million parcels × 70 dates.
+#: two, 1.2 % after three; each refit cost ~2 s per million parcels × 70 dates with the numpy
+#: recursion (less compiled).
 ROBUST_ITERATIONS = 2
 
 #: Parcels solved together; bounds memory at ~(12 × T × 8) bytes per parcel of the chunk and
