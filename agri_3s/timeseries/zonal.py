@@ -24,35 +24,8 @@ from .indices import dn_normalized_difference
 from .indices import ndvi as ndvi_index
 from .indices import ndwi as ndwi_index
 from .masking import clear_mask
+from .quantiles import QUANTILES, grouped_quantiles, weighted_quantiles  # noqa: F401
 from .weights import PixelWeights, pixel_weights, sort_order  # noqa: F401 (public here too)
-
-QUANTILES = (0.25, 0.50, 0.75)
-
-
-def weighted_quantiles(group: np.ndarray, values: np.ndarray, weights: np.ndarray,
-                       n_groups: int, qs=QUANTILES) -> np.ndarray:
-    """Weighted quantiles per group: the smallest value whose cumulative weight reaches q.
-
-    (The inverse of the weighted empirical CDF; with equal weights this is numpy's
-    ``method="inverted_cdf"``.) Returns ``(n_groups, len(qs))``, NaN for empty groups.
-    """
-    out = np.full((n_groups, len(qs)), np.nan)
-    if len(values) == 0:
-        return out
-    order = np.lexsort((values, group))
-    g, v, w = group[order], values[order], weights[order]
-    cum = np.cumsum(w)
-    start = np.searchsorted(g, np.arange(n_groups), side="left")
-    stop = np.searchsorted(g, np.arange(n_groups), side="right")
-    present = stop > start
-    base = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0.0)
-    total = cum[np.maximum(stop - 1, 0)] - base
-    for k, q in enumerate(qs):
-        pos = np.searchsorted(cum, base + q * total - 1e-12 * total, side="left")
-        pos = np.clip(pos, start, np.maximum(stop - 1, start))
-        out[present, k] = v[np.minimum(pos[present], len(v) - 1)]
-    return out
-
 
 #: The quantile statistics, in the order of :data:`QUANTILES`.
 QUANTILE_STATS = ("ndvi_p25", "ndvi_p50", "ndvi_p75")
@@ -290,7 +263,8 @@ def _entry_stats(win: _Window, v: np.ndarray, water: np.ndarray | None, clear_px
         out["green"] = win.sums(np.where(clear, np.nan_to_num(green), 0.0))
     if any(q in stats for q in QUANTILE_STATS):
         done = clear & win.whole[win.entry_parcel]
-        out["q"] = weighted_quantiles(win.entry_parcel[done], v[done], win.entry_weight[done], n)
+        m = win.sum_matrix  # the window's entries parcel by parcel
+        out["q"] = grouped_quantiles(m.indptr, m.indices, m.data, v, done)
         rest = clear & ~win.whole[win.entry_parcel]
         out["raw"] = (win.parcels[win.entry_parcel[rest]], v[rest], win.entry_weight[rest])
     return out

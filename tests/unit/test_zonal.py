@@ -232,6 +232,40 @@ def test_weighted_quantile_respects_weights():
     assert q[0].tolist() == [1.0, 1.0, 1.0]
 
 
+def test_weighted_quantiles_of_small_and_large_groups_match_the_definition():
+    """Groups of 1 to 300 values (insertion sort and merge sort), ties, random weights, left-out
+    entries: each quantile is the smallest value whose cumulative weight reaches q of the
+    group's kept weight, computed here group by group with numpy."""
+    from agri_3s.timeseries.quantiles import grouped_quantiles
+
+    rng = np.random.default_rng(5)
+    sizes = np.r_[1, 2, 3, 47, 48, 49, 50, rng.integers(1, 300, 40)]
+    group = np.repeat(np.arange(len(sizes)), sizes)
+    values = rng.integers(0, 40, len(group)) / 40.0  # many ties
+    weights = rng.uniform(0.01, 1.0, len(group))
+    keep = rng.random(len(group)) > 0.2
+    scrambled = rng.permutation(len(group))  # the groups' entries anywhere in the values
+    indptr = np.r_[0, np.cumsum(sizes)]
+    at, kept = np.empty_like(values), np.empty_like(keep)
+    at[scrambled], kept[scrambled] = values, keep  # entry j of the groups is value scrambled[j]
+    q = grouped_quantiles(indptr, scrambled, weights, at, kept)
+    for g, n in enumerate(sizes):
+        rows = np.arange(indptr[g], indptr[g + 1])
+        rows = rows[keep[rows]]
+        if not len(rows):
+            assert np.isnan(q[g]).all()
+            continue
+        order = np.argsort(values[rows], kind="stable")
+        v, cum = values[rows][order], np.cumsum(weights[rows][order])
+        for k, level in enumerate((0.25, 0.5, 0.75)):
+            assert q[g, k] == v[np.flatnonzero(cum >= level * cum[-1] - 1e-12)[0]], (g, k)
+    loose = weighted_quantiles(group, values, weights, len(sizes) + 1)
+    whole = grouped_quantiles(indptr, np.arange(len(group)), weights, values,
+                              np.ones(len(group), bool))
+    np.testing.assert_array_equal(loose[:-1], whole)
+    assert np.isnan(loose[-1]).all()
+
+
 def test_results_do_not_depend_on_the_processing_windows():
     """Parcels crossing window borders: sums combine, quantiles pool their pixels, and the
     cloud dilation sees across borders — so 7-px windows give the one-window answer."""
