@@ -252,7 +252,6 @@ def _entry_stats(win: _Window, v: np.ndarray, water: np.ndarray | None, clear_px
     green reflectance and clear flags (+ finished quantiles of parcels wholly inside, and the
     raw clear entries of parcels that continue in other windows)."""
     clear = clear_px & np.isfinite(v)
-    n = len(win.parcels)
     out = {"clear": win.sums(clear.astype(np.float64)),
            "sum": win.sums(np.where(clear, v, 0.0))}
     if "vegetated_fraction" in stats:

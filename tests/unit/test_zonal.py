@@ -249,7 +249,7 @@ def test_weighted_quantiles_of_small_and_large_groups_match_the_definition():
     at, kept = np.empty_like(values), np.empty_like(keep)
     at[scrambled], kept[scrambled] = values, keep  # entry j of the groups is value scrambled[j]
     q = grouped_quantiles(indptr, scrambled, weights, at, kept)
-    for g, n in enumerate(sizes):
+    for g in range(len(sizes)):
         rows = np.arange(indptr[g], indptr[g + 1])
         rows = rows[keep[rows]]
         if not len(rows):
