@@ -57,9 +57,10 @@ DEFAULT_PARTITION_PX = 2048
 #: Codes of the per-parcel ``pixel_rule`` in the parts (NetCDF 3 has no string arrays).
 RULES = ("whole_pixels", "buffered", "unbuffered", "none")
 #: Sources of the code that computes a series: a change here invalidates the checkpoints.
-SERIES_CODE = ("partitions.py", "timeseries/zonal.py", "timeseries/masking.py",
-               "timeseries/indices.py", "sources/base.py", "sources/local.py", "sources/safe.py",
-               "sources/stac.py", "sources/sentinelhub.py", "sources/cache.py", "crs.py")
+SERIES_CODE = ("partitions.py", "timeseries/zonal.py", "timeseries/weights.py",
+               "timeseries/quantiles.py", "timeseries/masking.py", "timeseries/indices.py",
+               "sources/base.py", "sources/local.py", "sources/safe.py", "sources/stac.py",
+               "sources/sentinelhub.py", "sources/cache.py", "crs.py")
 #: Statistics that are NaN where fewer than ``min_clear_weight`` pixel-equivalents are clear.
 _MASKED = tuple(k for k in STATS if k not in ("clear_fraction", "n_pixels"))
 #: ``progress(step, done, total)``, as the jobs take it.
@@ -367,11 +368,14 @@ def code_version() -> dict:
     for name in SERIES_CODE:
         f = root / name
         h.update(name.encode() + b"\0" + (f.read_bytes() if f.is_file() else b""))
+    from importlib.metadata import version
+
     import dask
     import scipy
 
     return {"agri_3s": __version__, "sources": h.hexdigest(), "python": platform.python_version(),
-            **versions(), "scipy": scipy.__version__, "dask": dask.__version__}
+            **versions(), "scipy": scipy.__version__, "dask": dask.__version__,
+            "numba": version("numba")}  # (compiles the quantiles; not imported to ask)
 
 
 def imagery_fingerprint(cube: xr.Dataset, source: ImagerySource) -> dict:
