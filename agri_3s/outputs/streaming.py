@@ -8,13 +8,19 @@ the text is flushed and only then the sidecar updated, so the same job run again
 cuts the file back to the last block recorded and goes on from the next one. Decisions that
 depend on a whole column (whole numbers written as integers, which object columns are text,
 booleans or dates) are made by the caller on the whole table, so every block is encoded alike.
+A big table's blocks are encoded by forked worker processes, one a CPU (3·10⁵ rows of verdicts:
+CSV + GeoJSON in 10.4 s on two workers, 18.5 s in one process), and written here in order.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import multiprocessing
 import os
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +29,9 @@ import pandas as pd
 
 #: Rows encoded at a time (bounded memory; at most this many rows redone after a kill).
 BLOCK = 20_000
+#: From this many rows a file's blocks are encoded by worker processes (below, starting them
+#: costs more than it saves).
+PARALLEL_ROWS = 100_000
 CRS84 = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}
 
 Prepare = Callable[[pd.DataFrame], pd.DataFrame]
@@ -95,16 +104,76 @@ def geojson_blocks(gdf: pd.DataFrame, name: str, prepare: Prepare) -> Blocks:
     return Blocks(head.encode("utf-8"), block, _count(len(gdf)), b"\n]}\n")
 
 
-def write_blocks(blocks: Blocks, path: Path, resume: tuple[Path, str] | None = None) -> Path:
+#: The blocks forked workers encode: inherited by the fork, so no rows are pickled to them.
+_FORKED: Blocks | None = None
+
+
+def _encode_forked(i: int) -> tuple[bytes, list[logging.LogRecord]]:
+    """Block ``i`` of :data:`_FORKED`, in a worker, with what encoding it logged (a text cut
+    to the schema's length: the job's process reports it)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("agri_3s")
+    logger.addHandler(handler)
+    try:
+        return _FORKED.block(i), records
+    finally:
+        logger.removeHandler(handler)
+
+
+def _encoded(blocks: Blocks, first: int, workers: int) -> Iterator[bytes]:
+    """The text of blocks ``first``… in order. A big table's blocks are encoded by ``workers``
+    forked processes (pandas' and JSON's encoders hold the GIL: threads would take turns), at
+    most two a worker in flight (bounded memory); elsewhere, and where the system cannot fork,
+    here."""
+    global _FORKED
+    todo = range(first, blocks.count)
+    if (workers < 2 or len(todo) < 2 or blocks.count * BLOCK < PARALLEL_ROWS
+            or "fork" not in multiprocessing.get_all_start_methods()):
+        yield from map(blocks.block, todo)
+        return
+    _FORKED = blocks
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")
+                                 ) as pool:
+            pending: deque = deque()
+            for i in todo:
+                pending.append(pool.submit(_encode_forked, i))
+                if len(pending) > 2 * workers:
+                    yield _reported(pending.popleft().result())
+            while pending:
+                yield _reported(pending.popleft().result())
+    finally:
+        _FORKED = None
+
+
+def _reported(done: tuple[bytes, list[logging.LogRecord]]) -> bytes:
+    text, records = done
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+    return text
+
+
+def workers_here() -> int:
+    """The processes that encode a big table: this process's CPUs."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        os.cpu_count() or 1
+
+
+def write_blocks(blocks: Blocks, path: Path, resume: tuple[Path, str] | None = None,
+                 workers: int | None = None) -> Path:
     """Write ``blocks`` to ``path`` (which its caller publishes atomically).
 
     ``resume``: (checkpoint folder, key) — the file grows there and goes on from the blocks an
-    interrupted run with the same key finished; it is moved to ``path`` when complete."""
+    interrupted run with the same key finished; it is moved to ``path`` when complete.
+    ``workers``: processes encoding a big table (default :func:`workers_here`)."""
+    workers = workers_here() if workers is None else workers
     if resume is None:
         with open(path, "wb") as f:
             f.write(blocks.head)
-            for i in range(blocks.count):
-                f.write(blocks.block(i))
+            for text in _encoded(blocks, 0, workers):
+                f.write(text)
             f.write(blocks.tail)
         return path
     from .export import atomic_path
@@ -129,8 +198,8 @@ def write_blocks(blocks: Blocks, path: Path, resume: tuple[Path, str] | None = N
         f.write(blocks.head)
         first = 0
     with f:
-        for i in range(first, blocks.count):
-            f.write(blocks.block(i))
+        for i, text in enumerate(_encoded(blocks, first, workers), first):
+            f.write(text)
             f.flush()  # the text is the kernel's before the sidecar says it is there
             with atomic_path(meta) as tmp:
                 tmp.write_text(json.dumps({"key": key, "blocks": i + 1, "bytes": f.tell()}))

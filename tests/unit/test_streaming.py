@@ -2,6 +2,8 @@
 
 import datetime as dt
 import json
+import logging
+import os
 
 import geopandas as gpd
 import numpy as np
@@ -36,6 +38,26 @@ def test_blocks_give_the_bytes_of_one_block(tmp_path, monkeypatch, suffix):
     monkeypatch.setattr(streaming, "BLOCK", 3)
     cut = write_table(table, tmp_path / "cut" / f"verdicts{suffix}", export="verdicts")
     assert cut.read_bytes() == whole.read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".geojson"])
+def test_worker_processes_give_the_bytes_of_one_process(tmp_path, monkeypatch, caplog, suffix):
+    """A big table's blocks encoded by two forked workers make the same file as one process,
+    and what the workers log (a text cut to the schema's length) reaches the job's log."""
+    table = _table(14)
+    table.loc[9, "reasons_zh"] = "长" * 5000
+    monkeypatch.setattr(streaming, "BLOCK", 3)
+    one = write_table(table, tmp_path / "one" / f"verdicts{suffix}", export="verdicts")
+    monkeypatch.setattr(streaming, "PARALLEL_ROWS", 0)
+    monkeypatch.setattr(streaming, "workers_here", lambda: 2)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        two = write_table(table, tmp_path / "two" / f"verdicts{suffix}", export="verdicts")
+    assert two.read_bytes() == one.read_bytes()
+    cut = [r for r in caplog.records if "column reasons_zh longer than" in r.getMessage()]
+    assert len(cut) == 1 and "rows 9" in cut[0].getMessage()
+    assert cut[0].process != os.getpid()  # it came from a worker
+    assert streaming._FORKED is None
 
 
 def test_csv_is_pandas_csv_of_the_table(tmp_path, monkeypatch):
@@ -111,3 +133,13 @@ def test_an_interrupted_write_goes_on_from_its_last_block(tmp_path, monkeypatch,
     kill_at = None
     assert write_table(table, tmp_path / "run6" / f"v{suffix}", resume=(parts, "other")
                        ).read_bytes() == expected and encoded == [0, 1, 2, 3]
+
+    # a rerun whose blocks are encoded by worker processes goes on from the last block alike
+    kill_at = 2
+    with pytest.raises(Killed):
+        write_table(table, tmp_path / "run7" / f"v{suffix}", resume=(parts, "k4"))
+    kill_at = None
+    monkeypatch.setattr(streaming, "PARALLEL_ROWS", 0)
+    monkeypatch.setattr(streaming, "workers_here", lambda: 2)
+    assert write_table(table, tmp_path / "run8" / f"v{suffix}", resume=(parts, "k4")
+                       ).read_bytes() == expected
