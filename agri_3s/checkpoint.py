@@ -33,6 +33,7 @@ import os
 import pickle
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ import pandas as pd
 import shapely
 import xarray as xr
 
+from .blocks import local_workers
 from .outputs.export import atomic_path, file_sha256, versions
 from .outputs.publish import RunFolder
 
@@ -61,36 +63,46 @@ def content_key(*items) -> str:
     """One SHA-256 over ``items``: datasets and tables by their content (every variable,
     coordinate, column and geometry), arrays by their bytes, the rest as sorted JSON."""
     h = hashlib.sha256()
-
-    def array(name: str, a) -> None:
-        a = np.asarray(a)
-        h.update(f"{name}|{a.dtype}|{a.shape}".encode())
-        if a.dtype == object:  # strings, dates, None: pandas' vectorised hash of each value
-            a = pd.util.hash_pandas_object(pd.Series(a.ravel(), dtype=object), index=False)
-        h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
-
     for item in items:
         if isinstance(item, xr.Dataset):
-            for name in sorted(map(str, item.variables)):
-                array(name, item[name].values)
+            arrays = [(name, item[name].values) for name in sorted(map(str, item.variables))]
+            h.update(_digests(arrays))
             h.update(json.dumps(item.attrs, sort_keys=True, default=str).encode())
         elif isinstance(item, pd.DataFrame):
+            arrays = []
             for name in item.columns:
                 col = item[name]
                 if col.dtype.name == "geometry":
                     wkb = shapely.to_wkb(np.asarray(col.values))
                     wkb = np.where(pd.isna(wkb), b"", wkb)
-                    array(f"{name}.length", np.fromiter(map(len, wkb), np.int64, len(wkb)))
-                    h.update(b"".join(wkb))
-                elif col.dtype.kind in "biufcmM":
-                    array(str(name), col.to_numpy())
+                    arrays += [(f"{name}.length", np.fromiter(map(len, wkb), np.int64,
+                                                              len(wkb))),
+                               (f"{name}.wkb", np.frombuffer(b"".join(wkb), np.uint8))]
                 else:
-                    array(str(name), col.to_numpy(dtype=object))
+                    arrays.append((str(name), col.to_numpy() if col.dtype.kind in "biufcmM"
+                                   else col.to_numpy(dtype=object)))
+            h.update(_digests(arrays))
         elif isinstance(item, np.ndarray):
-            array("array", item)
+            h.update(_digests([("array", item)]))
         else:
             h.update(json.dumps(item, sort_keys=True, default=str).encode())
     return h.hexdigest()
+
+
+def _digests(arrays: list[tuple[str, object]]) -> bytes:
+    """The SHA-256 of each named array, on the job's threads (a province's series is a
+    gigabyte; hashing releases the GIL)."""
+    def digest(named: tuple[str, object]) -> bytes:
+        name, a = named
+        a = np.asarray(a)
+        h = hashlib.sha256(f"{name}|{a.dtype}|{a.shape}".encode())
+        if a.dtype == object:  # strings, dates, None: pandas' vectorised hash of each value
+            a = pd.util.hash_pandas_object(pd.Series(a.ravel(), dtype=object), index=False)
+        h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+        return h.digest()
+
+    with ThreadPoolExecutor(local_workers()) as pool:
+        return b"".join(pool.map(digest, arrays))
 
 
 def _read_json(path: Path) -> dict | None:

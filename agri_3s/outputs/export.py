@@ -21,11 +21,13 @@ import logging
 import os
 import platform
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
 
+from ..blocks import local_workers
 from ..errors import InputError
 from ..types import SCHEMA_VERSION
 from .schemas import json_schema, table_schema, text_limits
@@ -420,10 +422,14 @@ def write_manifest(out: Path, *, job: str, inputs: dict, parameters: dict, image
     imagery = {k: relative_path(v, base) if k in ("path", "series") and v
                and imagery.get("kind", "local") == "local" else v for k, v in imagery.items()}
 
+    # (gigabytes at a province: hashed on the job's threads, as hashing releases the GIL)
+    hashed = [p for p in (*inputs.values(), *outputs.values()) if Path(p).is_file()]
+    with ThreadPoolExecutor(local_workers()) as pool:
+        sha256 = dict(zip(hashed, pool.map(file_sha256, hashed)))
+
     def described(files: dict, root: Path) -> dict:
-        return {k: {"path": relative_path(p, root), "sha256": file_sha256(p)}
-                if Path(p).is_file() else {"path": relative_path(p, root)}
-                for k, p in files.items()}
+        return {k: {"path": relative_path(p, root), "sha256": sha256[p]} if p in sha256
+                else {"path": relative_path(p, root)} for k, p in files.items()}
 
     manifest = {"job": job, "schema_version": SCHEMA_VERSION,
                 "started": started.isoformat(timespec="seconds"),

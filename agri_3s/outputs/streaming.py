@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..blocks import local_workers
+
 #: Rows encoded at a time (bounded memory; at most this many rows redone after a kill).
 BLOCK = 20_000
 #: From this many rows a file's blocks are encoded by worker processes (below, starting them
@@ -155,20 +157,15 @@ def _reported(done: tuple[bytes, list[logging.LogRecord]]) -> bytes:
     return text
 
 
-def workers_here() -> int:
-    """The processes that encode a big table: this process's CPUs."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        os.cpu_count() or 1
-
-
 def write_blocks(blocks: Blocks, path: Path, resume: tuple[Path, str] | None = None,
                  workers: int | None = None) -> Path:
     """Write ``blocks`` to ``path`` (which its caller publishes atomically).
 
     ``resume``: (checkpoint folder, key) — the file grows there and goes on from the blocks an
     interrupted run with the same key finished; it is moved to ``path`` when complete.
-    ``workers``: processes encoding a big table (default :func:`workers_here`)."""
-    workers = workers_here() if workers is None else workers
+    ``workers``: processes encoding a big table (default: the job's threads,
+    :func:`~agri_3s.blocks.local_workers`)."""
+    workers = local_workers() if workers is None else workers
     if resume is None:
         with open(path, "wb") as f:
             f.write(blocks.head)

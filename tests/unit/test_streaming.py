@@ -49,7 +49,7 @@ def test_worker_processes_give_the_bytes_of_one_process(tmp_path, monkeypatch, c
     monkeypatch.setattr(streaming, "BLOCK", 3)
     one = write_table(table, tmp_path / "one" / f"verdicts{suffix}", export="verdicts")
     monkeypatch.setattr(streaming, "PARALLEL_ROWS", 0)
-    monkeypatch.setattr(streaming, "workers_here", lambda: 2)
+    monkeypatch.setattr(streaming, "local_workers", lambda: 2)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         two = write_table(table, tmp_path / "two" / f"verdicts{suffix}", export="verdicts")
@@ -140,6 +140,6 @@ def test_an_interrupted_write_goes_on_from_its_last_block(tmp_path, monkeypatch,
         write_table(table, tmp_path / "run7" / f"v{suffix}", resume=(parts, "k4"))
     kill_at = None
     monkeypatch.setattr(streaming, "PARALLEL_ROWS", 0)
-    monkeypatch.setattr(streaming, "workers_here", lambda: 2)
+    monkeypatch.setattr(streaming, "local_workers", lambda: 2)
     assert write_table(table, tmp_path / "run8" / f"v{suffix}", resume=(parts, "k4")
                        ).read_bytes() == expected
