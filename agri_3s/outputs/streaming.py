@@ -18,6 +18,8 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -137,8 +139,8 @@ def _encoded(blocks: Blocks, first: int, workers: int) -> Iterator[bytes]:
         return
     _FORKED = blocks
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")
-                                 ) as pool:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_end_with, initargs=(os.getpid(),)) as pool:
             pending: deque = deque()
             for i in todo:
                 pending.append(pool.submit(_encode_forked, i))
@@ -148,6 +150,17 @@ def _encoded(blocks: Blocks, first: int, workers: int) -> Iterator[bytes]:
                 yield _reported(pending.popleft().result())
     finally:
         _FORKED = None
+
+
+def _end_with(job: int) -> None:
+    """Make this worker exit when the job's process dies (a kill -9 closes no pipe the
+    workers wait on: each fork holds the others' ends), so none is left behind."""
+    def watch() -> None:
+        while os.getppid() == job:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _reported(done: tuple[bytes, list[logging.LogRecord]]) -> bytes:

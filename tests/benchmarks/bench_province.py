@@ -110,9 +110,14 @@ def work_underwrite(spec: dict) -> dict:
     code = cli.main(spec["argv"])
     if code != 0:
         raise SystemExit(code)
+    import resource
+
     return {"start_imports_s": imported - spec["launched"], **{f"{k}_s": v for k, v in
                                                                timers.items()},
-            "imports_s": imported - started}
+            "imports_s": imported - started,
+            # the exports' forked encoding workers (their RSS counts the pages they share
+            # with the job: an upper bound of what they add)
+            "workers_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
 def run_worker(method: str, spec: dict, kill_after: float | None = None) -> dict:
@@ -204,7 +209,8 @@ def province(scene, n: int, *, repeats: int = 1, resume: bool = True, log=print)
             f"peak {floors[-1]['peak_mb']:.0f} MB")
         jobs.append(run_worker("underwrite", {"argv": _argv(parcels, scene, out)}))
         log(f"  agri3s underwrite run {i + 1}: {jobs[-1]['wall_s']:.1f} s, "
-            f"peak {jobs[-1]['peak_mb']:.0f} MB; " + _steps(jobs[-1]))
+            f"peak {jobs[-1]['peak_mb']:.0f} MB (its encoding workers' RSS at most "
+            f"{jobs[-1]['workers_peak_mb']:.0f} MB each); " + _steps(jobs[-1]))
     job = min(jobs, key=lambda r: r["wall_s"])
     floor = min(floors, key=lambda r: r["wall_s"])
     result = {"parcels": n, "dates": scene.n_dates, "job": job, "floor": floor,

@@ -4,6 +4,12 @@ import datetime as dt
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -58,6 +64,64 @@ def test_worker_processes_give_the_bytes_of_one_process(tmp_path, monkeypatch, c
     assert len(cut) == 1 and "rows 9" in cut[0].getMessage()
     assert cut[0].process != os.getpid()  # it came from a worker
     assert streaming._FORKED is None
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
+                          if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_a_killed_job_leaves_no_encoding_worker(tmp_path):
+    """The job's process killed (SIGKILL) while its workers encode: they exit by themselves."""
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        from pathlib import Path
+        import pandas as pd
+        from agri_3s.outputs import streaming
+
+        def slow(rows):
+            time.sleep(0.2)
+            return rows
+
+        streaming.BLOCK, streaming.PARALLEL_ROWS = 10, 0
+        blocks = streaming.csv_blocks(pd.DataFrame({"a": range(10_000)}), slow)
+        streaming.write_blocks(blocks, Path(sys.argv[1]), workers=2)
+    """))
+    job = subprocess.Popen([sys.executable, str(script), str(tmp_path / "a.csv")],
+                           stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := _children(job.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(workers) == 2
+    finally:
+        job.send_signal(signal.SIGKILL)
+        job.wait()
+    deadline = time.monotonic() + 10
+    while any(map(_running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [w for w in workers if _running(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert not left
 
 
 def test_csv_is_pandas_csv_of_the_table(tmp_path, monkeypatch):
