@@ -140,7 +140,7 @@ def _encoded(blocks: Blocks, first: int, workers: int) -> Iterator[bytes]:
     _FORKED = blocks
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                 initializer=_end_with, initargs=(os.getpid(),)) as pool:
+                                 initializer=_worker_started, initargs=(os.getpid(),)) as pool:
             pending: deque = deque()
             for i in todo:
                 pending.append(pool.submit(_encode_forked, i))
@@ -152,9 +152,12 @@ def _encoded(blocks: Blocks, first: int, workers: int) -> Iterator[bytes]:
         _FORKED = None
 
 
-def _end_with(job: int) -> None:
-    """Make this worker exit when the job's process dies (a kill -9 closes no pipe the
-    workers wait on: each fork holds the others' ends), so none is left behind."""
+def _worker_started(job: int) -> None:
+    """In a new worker: its log records go to the job only (:func:`_encode_forked`), not also
+    to the handlers it inherited; and it exits when the job's process dies (a kill -9 closes no
+    pipe the workers wait on: each fork holds the others' ends), so none is left behind."""
+    logging.getLogger("agri_3s").propagate = False
+
     def watch() -> None:
         while os.getppid() == job:
             time.sleep(0.5)

@@ -49,7 +49,7 @@ def test_blocks_give_the_bytes_of_one_block(tmp_path, monkeypatch, suffix):
 @pytest.mark.parametrize("suffix", [".csv", ".geojson"])
 def test_worker_processes_give_the_bytes_of_one_process(tmp_path, monkeypatch, caplog, suffix):
     """A big table's blocks encoded by two forked workers make the same file as one process,
-    and what the workers log (a text cut to the schema's length) reaches the job's log."""
+    and what the workers log (a text cut to the schema's length) reaches the job's log, once."""
     table = _table(14)
     table.loc[9, "reasons_zh"] = "长" * 5000
     monkeypatch.setattr(streaming, "BLOCK", 3)
@@ -57,9 +57,16 @@ def test_worker_processes_give_the_bytes_of_one_process(tmp_path, monkeypatch, c
     monkeypatch.setattr(streaming, "PARALLEL_ROWS", 0)
     monkeypatch.setattr(streaming, "local_workers", lambda: 2)
     caplog.clear()
-    with caplog.at_level(logging.WARNING):
-        two = write_table(table, tmp_path / "two" / f"verdicts{suffix}", export="verdicts")
+    said = logging.FileHandler(tmp_path / "said.log")  # a handler the workers inherit
+    logging.getLogger().addHandler(said)
+    try:
+        with caplog.at_level(logging.WARNING):
+            two = write_table(table, tmp_path / "two" / f"verdicts{suffix}", export="verdicts")
+    finally:
+        logging.getLogger().removeHandler(said)
+        said.close()
     assert two.read_bytes() == one.read_bytes()
+    assert (tmp_path / "said.log").read_text().count("column reasons_zh longer than") == 1
     cut = [r for r in caplog.records if "column reasons_zh longer than" in r.getMessage()]
     assert len(cut) == 1 and "rows 9" in cut[0].getMessage()
     assert cut[0].process != os.getpid()  # it came from a worker
