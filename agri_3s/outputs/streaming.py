@@ -18,6 +18,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -154,9 +155,11 @@ def _encoded(blocks: Blocks, first: int, workers: int) -> Iterator[bytes]:
 
 def _worker_started(job: int) -> None:
     """In a new worker: its log records go to the job only (:func:`_encode_forked`), not also
-    to the handlers it inherited; and it exits when the job's process dies (a kill -9 closes no
-    pipe the workers wait on: each fork holds the others' ends), so none is left behind."""
+    to the handlers it inherited; Ctrl-C is the job's to handle (it stops the pool); and it
+    exits when the job's process dies (a kill -9 closes no pipe the workers wait on: each fork
+    holds the others' ends), so none is left behind."""
     logging.getLogger("agri_3s").propagate = False
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == job:
