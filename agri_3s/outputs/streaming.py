@@ -18,6 +18,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
@@ -38,6 +39,7 @@ BLOCK = 20_000
 #: costs more than it saves).
 PARALLEL_ROWS = 100_000
 CRS84 = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}
+FEATURE = '{"type":"Feature","properties":'
 
 Prepare = Callable[[pd.DataFrame], pd.DataFrame]
 
@@ -98,13 +100,22 @@ def geojson_blocks(gdf: pd.DataFrame, name: str, prepare: Prepare) -> Blocks:
         geometry = rows.geometry.values
         shapes = np.where(pd.isna(geometry), "null", shapely.to_geojson(geometry))
         props = pd.DataFrame(rows.drop(columns=rows.geometry.name))
-        lines = (props.to_json(orient="records", lines=True, double_precision=15,
-                               force_ascii=False, date_format="iso")
-                 .rstrip("\n").split("\n")  # not splitlines(): text may hold U+2028
-                 if len(props.columns) else ["{}"] * len(props))
-        return (("\n" if i == 0 else ",\n") + ",\n".join(
-            f'{{"type":"Feature","properties":{p},"geometry":{g}}}'
-            for p, g in zip(lines, shapes))).encode("utf-8")
+        # Each record's properties start with its row number (a key that cannot occur
+        # unescaped inside a text value); one substitution at each record's start closes the
+        # previous feature with its geometry and opens the next: the encoder's text is not
+        # split into lines.
+        key = "__row__"
+        while key in props.columns:
+            key += "_"
+        props.insert(0, key, np.arange(len(props)))
+        text = props.to_json(orient="records", double_precision=15, force_ascii=False,
+                             date_format="iso")[1:-1]
+        first = re.match(f'{{"{key}":0,?', text)
+        body = "" if first is None else FEATURE + "{" + re.sub(
+            f'}},{{"{key}":(\\d+),?',
+            lambda m: f'}},"geometry":{shapes[int(m[1]) - 1]}}},\n{FEATURE}{{',
+            text[first.end():]) + f',"geometry":{shapes[-1]}}}'
+        return (("\n" if i == 0 else ",\n") + body).encode("utf-8")
 
     return Blocks(head.encode("utf-8"), block, _count(len(gdf)), b"\n]}\n")
 

@@ -153,6 +153,26 @@ def test_geojson_blocks_join_into_one_collection(tmp_path, monkeypatch):
     assert empty["features"] == [] and empty["name"] == "e"
 
 
+def test_geojson_features_hold_their_own_properties_and_shapes(tmp_path, monkeypatch):
+    """Text that looks like the encoder's own record boundaries, a column named like its row
+    key, line separators, a missing shape and a table with no properties: every feature
+    parses back to its row's values and shape."""
+    monkeypatch.setattr(streaming, "BLOCK", 2)
+    tricky = ['},{"__row__":1,"x":2}', '},{"__row___":1,', "a\u2028b\nc", None, "}", "{"]
+    table = gpd.GeoDataFrame(
+        {"note": tricky, "__row__": [f"r{i}" for i in range(6)], "v": [0.1, None, 2, 3, 4, 5]},
+        geometry=[shapely.Point(i, -i) if i != 3 else None for i in range(6)], crs=4326)
+    doc = json.loads(write_table(table, tmp_path / "t.geojson").read_text(encoding="utf-8"))
+    assert [f["properties"]["note"] for f in doc["features"]] == tricky
+    assert [f["properties"]["__row__"] for f in doc["features"]] == table["__row__"].tolist()
+    assert [f["properties"]["v"] for f in doc["features"]] == [0.1, None, 2, 3, 4, 5]
+    assert [f["geometry"] for f in doc["features"]] == [
+        None if i == 3 else {"type": "Point", "coordinates": [i, -i]} for i in range(6)]
+    bare = json.loads(write_table(table[["geometry"]], tmp_path / "b.geojson").read_text())
+    assert [f["properties"] for f in bare["features"]] == [{}] * 6
+    assert bare["features"][5]["geometry"]["coordinates"] == [5, -5]
+
+
 class Killed(Exception):
     pass
 
