@@ -46,6 +46,7 @@ def test_blocks_give_the_bytes_of_one_block(tmp_path, monkeypatch, suffix):
     assert cut.read_bytes() == whole.read_bytes()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux")
 @pytest.mark.parametrize("suffix", [".csv", ".geojson"])
 def test_worker_processes_give_the_bytes_of_one_process(tmp_path, monkeypatch, caplog, suffix):
     """A big table's blocks encoded by two forked workers make the same file as one process,
