@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from ..blocks import local_workers
 
 #: Rows encoded at a time (bounded memory; at most this many rows redone after a kill).
 BLOCK = 20_000
+LOGGER = logging.getLogger(__name__)
 #: From this many rows a file's blocks are encoded by worker processes (below, starting them
 #: costs more than it saves).
 PARALLEL_ROWS = 100_000
@@ -141,7 +143,7 @@ def _encoded(blocks: Blocks, first: int, workers: int) -> Iterator[bytes]:
             or not sys.platform.startswith("linux")):
         yield from map(blocks.block, todo)
         return
-    _FORKED = blocks
+    _FORKED, done = blocks, first
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                  initializer=_worker_started, initargs=(os.getpid(),)) as pool:
@@ -150,10 +152,17 @@ def _encoded(blocks: Blocks, first: int, workers: int) -> Iterator[bytes]:
                 pending.append(pool.submit(_encode_forked, i))
                 if len(pending) > 2 * workers:
                     yield _reported(pending.popleft().result())
+                    done += 1
             while pending:
                 yield _reported(pending.popleft().result())
+                done += 1
+    except (OSError, BrokenProcessPool) as exc:  # no fork (memory), a worker killed
+        LOGGER.warning("the encoding workers failed (%s): the remaining %d block(s) are "
+                       "encoded in the job's process", exc or type(exc).__name__,
+                       blocks.count - done)
     finally:
         _FORKED = None
+    yield from map(blocks.block, range(done, blocks.count))
 
 
 def _worker_started(job: int) -> None:

@@ -1,6 +1,7 @@
 """Exports written block by block: the same bytes as one write, and resumable after a kill."""
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import geopandas as gpd
@@ -72,6 +75,47 @@ def test_worker_processes_give_the_bytes_of_one_process(tmp_path, monkeypatch, c
     assert len(cut) == 1 and "rows 9" in cut[0].getMessage()
     assert cut[0].process != os.getpid()  # it came from a worker
     assert streaming._FORKED is None
+
+
+class _FailingPool:
+    """A process pool that cannot start (``start``), or whose blocks from 2 on are lost."""
+
+    def __init__(self, *args, start: bool = True, **kwargs):
+        if not start:
+            raise OSError("[Errno 12] Cannot allocate memory")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, i):
+        done = Future()
+        if i >= 2:
+            done.set_exception(BrokenProcessPool("a worker was killed"))
+        else:
+            done.set_result(fn(i))
+        return done
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux")
+@pytest.mark.parametrize("start", [False, True])
+def test_workers_that_fail_leave_the_rest_to_the_job(tmp_path, monkeypatch, caplog, start):
+    """No fork (memory), or a worker killed mid-file: the job encodes the blocks it does not
+    have itself, and the file is whole."""
+    table = _table(14)
+    monkeypatch.setattr(streaming, "BLOCK", 3)
+    one = write_table(table, tmp_path / "one" / "v.geojson")
+    monkeypatch.setattr(streaming, "PARALLEL_ROWS", 0)
+    monkeypatch.setattr(streaming, "local_workers", lambda: 2)
+    monkeypatch.setattr(streaming, "ProcessPoolExecutor", functools.partial(_FailingPool,
+                                                                            start=start))
+    with caplog.at_level(logging.WARNING):
+        two = write_table(table, tmp_path / "two" / "v.geojson")
+    assert two.read_bytes() == one.read_bytes()
+    said = [r.getMessage() for r in caplog.records if "encoding workers failed" in r.getMessage()]
+    assert len(said) == 1 and f"remaining {5 - 2 * start} block(s)" in said[0]
 
 
 def _children(pid: int) -> list[int]:
