@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..blocks import local_workers
 
-#: Rows encoded at a time (bounded memory; at most this many rows redone after a kill).
+#: Rows encoded at a time (bounded memory; a kill redoes only the blocks being encoded).
 BLOCK = 20_000
 LOGGER = logging.getLogger(__name__)
 #: From this many rows a file's blocks are encoded by worker processes (below, starting them
