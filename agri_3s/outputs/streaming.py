@@ -113,7 +113,8 @@ def geojson_blocks(gdf: pd.DataFrame, name: str, prepare: Prepare) -> Blocks:
     return Blocks(head.encode("utf-8"), block, _count(len(gdf)), b"\n]}\n")
 
 
-#: The blocks forked workers encode: inherited by the fork, so no rows are pickled to them.
+#: The blocks forked workers encode (one file at a time): inherited by the fork, so no rows
+#: are pickled to them.
 _FORKED: Blocks | None = None
 
 
@@ -158,7 +159,7 @@ def _encoded(blocks: Blocks, first: int, workers: int) -> Iterator[bytes]:
                 done += 1
     except (OSError, BrokenProcessPool) as exc:  # no fork (memory), a worker killed
         LOGGER.warning("the encoding workers failed (%s): the remaining %d block(s) are "
-                       "encoded in the job's process", exc or type(exc).__name__,
+                       "encoded in the job's process", str(exc) or type(exc).__name__,
                        blocks.count - done)
     finally:
         _FORKED = None
