@@ -30,10 +30,18 @@ def for_blocks(work: Callable[[slice], T], n: int, size: int) -> list[T]:
     >>> for_blocks(lambda rows: (rows.start, rows.stop), 5, 2)
     [(0, 2), (2, 4), (4, 5)]
     """
-    starts = range(0, n, max(1, size))
-    blocks = [slice(a, min(a + size, n)) for a in starts]
-    workers = min(local_workers(), len(blocks))
+    return on_threads(work, [slice(a, min(a + size, n)) for a in range(0, n, max(1, size))])
+
+
+def on_threads(work: Callable[..., T], items: list) -> list[T]:
+    """``work(item)`` for each item on the local threads (:func:`local_workers` at a time: for
+    work that releases the GIL — numpy loops, compiled kernels, hashing); results in order.
+
+    >>> on_threads(len, ["ab", "c"])
+    [2, 1]
+    """
+    workers = min(local_workers(), len(items))
     if workers <= 1:
-        return [work(rows) for rows in blocks]
+        return [work(item) for item in items]
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(work, blocks))
+        return list(pool.map(work, items))

@@ -33,7 +33,6 @@ import os
 import pickle
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +41,7 @@ import pandas as pd
 import shapely
 import xarray as xr
 
-from .blocks import local_workers
+from .blocks import on_threads
 from .outputs.export import atomic_path, file_sha256, versions
 from .outputs.publish import RunFolder
 
@@ -101,8 +100,7 @@ def _digests(arrays: list[tuple[str, object]]) -> bytes:
         h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
         return h.digest()
 
-    with ThreadPoolExecutor(local_workers()) as pool:
-        return b"".join(pool.map(digest, arrays))
+    return b"".join(on_threads(digest, arrays))
 
 
 def _read_json(path: Path) -> dict | None:

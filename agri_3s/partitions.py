@@ -30,7 +30,6 @@ import json
 import os
 import platform
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +41,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from scipy import sparse
 
-from .blocks import local_workers
+from .blocks import on_threads
 from .errors import InputError, require
 from .outputs.export import atomic_path, file_sha256, versions
 from .sources.base import ImagerySource, attach_reader, window_reader
@@ -462,8 +461,7 @@ class PartStore:
     def done_all(self, parts: list[Partition]) -> list[bool]:
         """:meth:`done` of each part, hashed on this machine's threads (hashing releases the
         GIL: a province's parts are a gigabyte)."""
-        with ThreadPoolExecutor(local_workers()) as pool:
-            return list(pool.map(self.done, parts))
+        return on_threads(self.done, parts)
 
     def write(self, part: Partition, arrays: dict) -> None:
         data, meta = self._paths(part.number)

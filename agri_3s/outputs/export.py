@@ -21,13 +21,12 @@ import logging
 import os
 import platform
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
 
-from ..blocks import local_workers
+from ..blocks import on_threads
 from ..errors import InputError
 from ..types import SCHEMA_VERSION
 from .schemas import json_schema, table_schema, text_limits
@@ -424,8 +423,7 @@ def write_manifest(out: Path, *, job: str, inputs: dict, parameters: dict, image
 
     # (gigabytes at a province: hashed on the job's threads, as hashing releases the GIL)
     hashed = [p for p in (*inputs.values(), *outputs.values()) if Path(p).is_file()]
-    with ThreadPoolExecutor(local_workers()) as pool:
-        sha256 = dict(zip(hashed, pool.map(file_sha256, hashed)))
+    sha256 = dict(zip(hashed, on_threads(file_sha256, hashed)))
 
     def described(files: dict, root: Path) -> dict:
         return {k: {"path": relative_path(p, root), "sha256": sha256[p]} if p in sha256
