@@ -1,17 +1,18 @@
 """Checkpoints of a job's later stages, so that a rerun after a kill resumes past them.
 
-The partitions' series are checkpointed by :mod:`agri_3s.partitions`. After them a job decides
-(verdicts or losses: the crop model, the neighbours and the soil levels need the whole batch)
-and writes its outputs. Both are kept in the work folder's ``parts/`` under a key that hashes
-everything they depend on — the series' content, the parcels, the job's parameters and the
-package's code — so a rerun reads them back only when it would compute the same thing; any
+The partitions' series are checkpointed by :mod:`agri_3s.partition_job`. After them a job
+decides (verdicts or losses: the crop model, the neighbours and the soil levels need the whole
+batch) and writes its outputs. Both are kept in the work folder's ``parts/`` under a key that
+hashes everything they depend on — the series (by the key of their partitions, which
+determines them: a job resumed past its decisions and ``series.nc`` never assembles them), the
+parcels, the job's parameters and the package's code — so a rerun reads them back only when it would compute the same thing; any
 change gives another key and they are recomputed:
 
 * ``parcels.pkl`` + ``parcels.json``: the parcels as read and checked (validation of 10⁶
   polygons takes longer than reading them back), under a key of the parcel file's bytes (with
   its companions), the reading options and the code;
 * ``decided.pkl`` + ``decided.json``: the decision table and what the job reports about it
-  (the crop model's report for ``run.json``), checked by SHA-256 — pickled, because only that
+  (the crop model's report and the series' facts for ``run.json``) — pickled, because only that
   gives back exactly the same table (a user's column of mixed types, dates, pandas' string
   dtype), which the outputs need to come out byte-identical; it is the job's own file;
 * ``imagery.pkl`` + ``imagery.json``: the map's imagery layers (reading a province's look
@@ -19,9 +20,11 @@ change gives another key and they are recomputed:
 * ``outputs/NAME.partial`` + ``.partial.json``: a CSV or GeoJSON being written, block by block
   (:mod:`agri_3s.outputs.streaming`);
 * ``outputs/NAME`` + ``outputs/NAME.json``: each output file as written into the staging
-  folder (a hard link to it: keeping it costs no copy), checked by size and modification time
-  — hashing gigabytes twice would cost more than writing them; ``run.json`` hashes the files
-  it publishes.
+  folder (a hard link to it: keeping it costs no copy).
+
+Each file is checked by its size and modification time, recorded in its JSON sidecar (written
+after it): hashing gigabytes again on resume would cost seconds; ``run.json`` hashes the files
+it publishes. The series' partitions are checked by SHA-256 (:mod:`agri_3s.partition_job`).
 """
 
 from __future__ import annotations
@@ -114,13 +117,10 @@ def load_pickled(parts: Path | None, name: str, key: str):
     """What was checkpointed as ``name`` under ``key``, or None."""
     if parts is None:
         return None
-    data, meta = parts / f"{name}.pkl", parts / f"{name}.json"
-    info = _read_json(meta)
-    if not info or info.get("key") != key:
+    data = parts / f"{name}.pkl"
+    if not _intact(data, parts / f"{name}.json", key):
         return None
     try:
-        if file_sha256(data) != info["sha256"]:
-            return None
         return pd.read_pickle(data)
     except (OSError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError):
         return None
@@ -134,8 +134,26 @@ def save_pickled(parts: Path | None, name: str, key: str, obj) -> None:
     data = parts / f"{name}.pkl"
     with atomic_path(data) as tmp:
         pd.to_pickle(obj, tmp, protocol=pickle.HIGHEST_PROTOCOL)
-    with atomic_path(parts / f"{name}.json") as tmp:
-        tmp.write_text(json.dumps({"key": key, "sha256": file_sha256(data)}))
+    _seal(data, parts / f"{name}.json", key)
+
+
+def _seal(data: Path, meta: Path, key: str) -> None:
+    """Record ``data`` as checkpointed under ``key``: its size and modification time (hashing
+    a province's gigabytes again on resume would cost seconds)."""
+    st = os.stat(data)
+    with atomic_path(meta) as tmp:
+        tmp.write_text(json.dumps({"key": key, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+
+
+def _intact(data: Path, meta: Path, key: str) -> bool:
+    """Is ``data`` the file :func:`_seal` recorded under ``key``?"""
+    info = _read_json(meta)
+    try:
+        st = os.stat(data)
+    except OSError:
+        return False
+    return info is not None and info.get("key") == key and \
+        [st.st_size, st.st_mtime_ns] == [info.get("size"), info.get("mtime_ns")]
 
 
 def file_identity(path: str | Path) -> str:
@@ -182,14 +200,7 @@ def reuse_or_write(parts: Path, key: str, path: Path, write: Callable[[Path], Pa
     checkpoint in ``parts/outputs/``. Returns the path and whether it was reused."""
     keep = parts / "outputs" / path.name
     meta = keep.with_name(keep.name + ".json")
-    info = _read_json(meta)
-    try:
-        st = os.stat(keep)
-        intact = info is not None and info.get("key") == key and \
-            [st.st_size, st.st_mtime_ns] == [info.get("size"), info.get("mtime_ns")]
-    except OSError:
-        intact = False
-    if intact:
+    if _intact(keep, meta, key):
         path.unlink(missing_ok=True)
         _link(keep, path)
         return path, True
@@ -198,9 +209,7 @@ def reuse_or_write(parts: Path, key: str, path: Path, write: Callable[[Path], Pa
     keep.parent.mkdir(parents=True, exist_ok=True)
     keep.unlink(missing_ok=True)
     _link(written, keep)
-    st = os.stat(keep)
-    with atomic_path(meta) as tmp:
-        tmp.write_text(json.dumps({"key": key, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+    _seal(keep, meta, key)
     return written, False
 
 

@@ -35,11 +35,12 @@ def result_table(parcels: gpd.GeoDataFrame, decided: pd.DataFrame, include_pii: 
     return table if include_pii else mask_pii(table)
 
 
-def write_outputs(out: Path, name: str, table: gpd.GeoDataFrame, series: xr.Dataset,
-                  formats: tuple[str, ...], include_pii: bool = False, *,
-                  stage: Stage | None = None) -> dict[str, Path]:
-    """The table in each format, its schemas and the series; a file an interrupted run of the
-    same job already wrote is taken from the checkpoints (``stage``)."""
+def write_outputs(out: Path, name: str, table: gpd.GeoDataFrame,
+                  series: Callable[[], xr.Dataset], formats: tuple[str, ...],
+                  include_pii: bool = False, *, stage: Stage | None = None) -> dict[str, Path]:
+    """The table in each format, its schemas and the series (``series()``: made only when
+    written); a file an interrupted run of the same job already wrote is taken from the
+    checkpoints (``stage``)."""
     reused = []
 
     def kept(path: Path, write: Callable[..., Path]) -> Path:
@@ -53,10 +54,12 @@ def write_outputs(out: Path, name: str, table: gpd.GeoDataFrame, series: xr.Data
         reused.extend([path.name] if again else [])
         return path
 
+    # the series first: a job killed during the long tables resumes without assembling them
+    written = {"series.nc": kept(out / "series.nc", lambda p, _: save_series(series(), p))}
     files = {f"{name}{fmt}": kept(out / f"{name}{fmt}", lambda p, resume: write_table(
         table, p, export=name, resume=resume)) for fmt in formats}
     files.update(write_schemas(out, name, table, formats, include_pii=include_pii))
-    files["series.nc"] = kept(out / "series.nc", lambda p, _: save_series(series, p))
+    files.update(written)
     if reused and stage.log:
         stage.log(f"resuming: {', '.join(reused)} of the interrupted run reused.")
     return files
@@ -67,14 +70,15 @@ MAP_MAX_PARCELS = 100_000
 
 
 def map_or_skip(path: Path, table: gpd.GeoDataFrame, log: Callable[[str], None] | None,
-                **kwargs) -> dict[str, Path]:
-    """``{"map.html": path}``, or nothing (with a message) for a batch too big for one page."""
+                series: Callable[[], xr.Dataset], **kwargs) -> dict[str, Path]:
+    """``{"map.html": path}``, or nothing (with a message) for a batch too big for one page
+    (``series()``: made only for a map)."""
     if len(table) > MAP_MAX_PARCELS:
         if log:
             log(f"map.html not written: {len(table):,} parcels are more than one page holds "
                 f"({MAP_MAX_PARCELS:,}); map areas of them with `agri3s map`.")
         return {}
-    return {"map.html": write_map(path, table, **kwargs)}
+    return {"map.html": write_map(path, table, series=series(), **kwargs)}
 
 
 def write_map(path: Path, table: gpd.GeoDataFrame, **kwargs) -> Path:
@@ -86,13 +90,14 @@ def write_map(path: Path, table: gpd.GeoDataFrame, **kwargs) -> Path:
 
 
 def map_imagery(out: Path, source: ImagerySource | None, parcels: gpd.GeoDataFrame,
-                 series: xr.Dataset, *, stage: Stage | None = None,
+                 series: Callable[[], xr.Dataset], *, stage: Stage | None = None,
                  **when) -> tuple[list, dict[str, Path], list[str]]:
     """The map's Sentinel-2 layers from the job's own looks, saved for ``agri3s map``;
     checkpointed in ``stage`` (reading a province's look takes seconds: a resumed job takes
     them back).
 
-    ``when``: ``event=`` or ``season=``. Without a source (a series given) there are none; a
+    ``series()``: the job's series, made only when the layers are. ``when``: ``event=`` or
+    ``season=``. Without a source (a series given) there are none; a
     source that fails to deliver them leaves the map without imagery, saying why."""
     from .errors import Agri3sError
     from .outputs.webmap import job_imagery, save_imagery
@@ -107,7 +112,7 @@ def map_imagery(out: Path, source: ImagerySource | None, parcels: gpd.GeoDataFra
             stage.log("resuming: the map imagery of the interrupted run reused.")
     else:
         try:
-            layers = job_imagery(source, parcels, series, **when)
+            layers = job_imagery(source, parcels, series(), **when)
         except (Agri3sError, OSError) as exc:
             return [], {}, [f"imagery layers unavailable: {exc}"]
         save_pickled(parts, "imagery", key, layers)

@@ -52,7 +52,8 @@ from .parcels.io import CLAIM_COLUMNS, REQUIRED_COLUMNS, read_parcels
 from .parcels.units import pool_units as pool
 from .parcels.units import spread_unit_results
 from .parcels.validate import validate_parcels
-from .partitions import DEFAULT_PARTITION_PX, connect, partitioned_series
+from .partition_job import Deferred, connect, job_series
+from .partitions import DEFAULT_PARTITION_PX
 from .sources.base import ImagerySource
 from .sources.local import LocalSource
 from .timeseries.screening import ScreenRules, screen_looks
@@ -65,10 +66,17 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class RunResult:
+    """A job's folder, files and result table, and its parcel series (``series_of()``: as the
+    job made them, or read back from its ``series.nc`` when it resumed without them)."""
+
     out: Path
     files: dict[str, Path] = field(default_factory=dict)
     table: pd.DataFrame | None = None
-    series: xr.Dataset | None = None
+    series_of: Callable[[], xr.Dataset] | None = field(default=None, repr=False)
+
+    @property
+    def series(self) -> xr.Dataset | None:
+        return self.series_of() if self.series_of is not None else None
 
 
 def open_source(spec: str | ImagerySource, *, cache: str | Path | None = None) -> ImagerySource:
@@ -181,7 +189,10 @@ def published_job(job: str):
                 publish(folder)
             files = {k: folder.out / Path(p).relative_to(folder.staging)
                      for k, p in result.files.items()}
-            return RunResult(folder.out, files, result.table, result.series)
+            series = result.series_of
+            if isinstance(series, Deferred) and not series.made:  # (its parts are gone)
+                series = Deferred(lambda: _read_series(files["series.nc"]))
+            return RunResult(folder.out, files, result.table, series)
         return run
     return wrap
 
@@ -235,18 +246,19 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
         with_units, judged = pool(gdf[gdf["validity"] != "rejected"])
         judged = validate_parcels(judged)
     given, source, partitions = series, None, {}
+    screen = screen or ScreenRules(min_clear_fraction=rules.min_clear_fraction)
     if given is not None:
-        series = _read_series(given)
+        ready = screen_looks(_read_series(given), screen)
+        series, series_key = (lambda: ready), ready
     else:
         source = open_source(imagery)
-        series = partitioned_series(judged, source, season.start - LOOKBACK, season.end,
-                                    work=work.parts if work else None,
-                                    partition_px=partition_px, scheduler=scheduler,
-                                    progress=progress, log=log, report=partitions)
-    screen = screen or ScreenRules(min_clear_fraction=rules.min_clear_fraction)
-    series = screen_looks(series, screen)
+        series, series_key = job_series(
+            judged, source, season.start - LOOKBACK, season.end,
+            screen=lambda s: screen_looks(s, screen), scheduler=scheduler,
+            work=work.parts if work else None, partition_px=partition_px, progress=progress,
+            log=log, report=partitions)
     # (a model saved by the run is its side effect: such a run always decides afresh)
-    stage = Stage.of(work if save_crop_model is None else None, log, series, gdf_key,
+    stage = Stage.of(work if save_crop_model is None else None, log, series_key, gdf_key,
                       job="underwrite", season=str(season), rules=_asdict(rules),
                       screen=_asdict(screen), region=region, calendars=calendars,
                       crop_model=_identity(crop_model), calibration=_identity(calibration),
@@ -254,19 +266,22 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
 
     def decide() -> tuple[pd.DataFrame, dict]:
         report: dict = {}
-        return verify_planting(series, judged, calendars, season, rules, region=region,
-                               crop_model=crop_model, save_crop_model=save_crop_model,
-                               calibration=calibration, model_report=report), report
+        verdicts = verify_planting(series(), judged, calendars, season, rules, region=region,
+                                   crop_model=crop_model, save_crop_model=save_crop_model,
+                                   calibration=calibration, model_report=report)
+        return verdicts, {"crop_model": report, **_series_facts(series())}
 
-    verdicts, model_report = stage.decide(decide)
+    verdicts, decided = stage.decide(decide)
     if pool_units:
-        verdicts = _spread_to_parcels(verdicts, with_units, gdf, series, calendars, season,
+        verdicts = _spread_to_parcels(verdicts, with_units, gdf, series(), calendars, season,
                                       rules)
         # the series per original parcel (its unit's), so maps and exports find every parcel
-        row = {u: i for i, u in enumerate(series["parcel_id"].values)}
-        series = series.isel(parcel=[row[u] for u in with_units["unit_id"]]).assign_coords(
+        row = {u: i for i, u in enumerate(series()["parcel_id"].values)}
+        per_parcel = series().isel(parcel=[row[u] for u in with_units["unit_id"]]
+                                   ).assign_coords(
             parcel_id=("parcel", with_units["parcel_id"].astype(str).to_numpy()),
             unit_id=("parcel", with_units["unit_id"].astype(str).to_numpy()))
+        series = lambda: per_parcel  # noqa: E731
     # the imagery first: a kill during the long exports then leaves it checkpointed, and its
     # reading's transient memory comes before the result table's
     images, image_files, notes = map_imagery(out, source, gdf[gdf["validity"] != "rejected"],
@@ -281,13 +296,12 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
                                               else None, crop_model=crop_model,
                                               calibration=calibration),
         parameters={"season": str(season), "rules": _asdict(rules), "screen": _asdict(screen),
-                    "region": region,
-                    "pixel_rule": series.attrs.get("pixel_rule", ""),
-                    "looks_dropped": series.attrs.get("looks_dropped", ""),
-                    "crop_model": model_report,
+                    "region": region, "pixel_rule": decided["pixel_rule"],
+                    "looks_dropped": decided["looks_dropped"],
+                    "crop_model": decided["crop_model"],
                     "confidence_calibration": calibration_source(calibration)},
         imagery={**(source.describe() if source else {"series": str(given)}),
-                 "dates": _dates(series)}, outputs=files, started=started,
+                 "dates": decided["dates"]}, outputs=files, started=started,
         relative_to=work.out if work else None, partitions=partitions)
     return RunResult(out, files, table, series)
 
@@ -359,20 +373,22 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     start = history_start(event, params)  # a year back: each parcel's own bare looks
     end = event.last_day + dt.timedelta(days=post_end + 5)
     partitions: dict = {}
-    series = partitioned_series(gdf, source, start, end, work=work.parts if work else None,
-                                partition_px=partition_px, scheduler=scheduler,
-                                progress=progress, log=log, report=partitions)
+    series, series_key = job_series(gdf, source, start, end, scheduler=scheduler,
+                                    work=work.parts if work else None,
+                                    partition_px=partition_px, progress=progress, log=log,
+                                    report=partitions)
     checked = _read_verdicts(verdicts) if verdicts is not None else None
     given = tuple(t for t in (event.footprint, checked) if t is not None)
-    stage = Stage.of(work, log, series, gdf_key, *given, job="assess",
+    stage = Stage.of(work, log, series_key, gdf_key, *given, job="assess",
                       event={k: v for k, v in _asdict(event).items() if k != "footprint"},
                       terms=_asdict(terms), params=_asdict(params), calendars=calendars)
 
     def decide() -> tuple[pd.DataFrame, dict]:
-        estimates = estimate_losses(series, gdf.to_crs(metric_crs(gdf)), event, params)
-        return claims_table(estimates, gdf, event, terms, calendars, params), {}
+        estimates = estimate_losses(series(), gdf.to_crs(metric_crs(gdf)), event, params)
+        return (claims_table(estimates, gdf, event, terms, calendars, params),
+                _series_facts(series()))
 
-    claims, _ = stage.decide(decide)
+    claims, decided = stage.decide(decide)
     rejected = (gdf["validity"] == "rejected").to_numpy()
     claims.loc[rejected, "status"] = "invalid"
     for col in ("reasons", "reasons_zh", "reasons_en"):
@@ -394,8 +410,9 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
                               "end": str(event.end) if event.end else None,
                               "crops": list(event.crops)},
                     "policy_terms": _asdict(terms), "loss_params": _asdict(params),
-                    "pixel_rule": series.attrs["pixel_rule"]},
-        imagery={**source.describe(), "dates": _dates(series)}, outputs=files, started=started,
+                    "pixel_rule": decided["pixel_rule"]},
+        imagery={**source.describe(), "dates": decided["dates"]}, outputs=files,
+        started=started,
         relative_to=work.out if work else None, partitions=partitions)
     return RunResult(out, files, table, series)
 
@@ -451,8 +468,12 @@ def _identity(value) -> object:
     return uuid.uuid4().hex
 
 
-def _dates(series: xr.Dataset) -> list[str]:
-    return [str(t)[:10] for t in series["time"].values]
+def _series_facts(series: xr.Dataset) -> dict:
+    """What ``run.json`` says of the series (kept with the decisions: a resumed job may not
+    assemble the series again)."""
+    return {"pixel_rule": series.attrs.get("pixel_rule", ""),
+            "looks_dropped": series.attrs.get("looks_dropped", ""),
+            "dates": [str(t)[:10] for t in series["time"].values]}
 
 
 def _inputs(parcels, calendar=None, event=None, **more) -> dict:

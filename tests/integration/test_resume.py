@@ -278,7 +278,7 @@ def test_changed_parcels_or_partitions_restart_what_they_affect_and_say_so(small
 def test_partitions_on_a_cluster_equal_the_threaded_run_and_survive_a_killed_worker(
         small, tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
-    from agri_3s import partitions
+    from agri_3s import partition_job as partitions
     from agri_3s.pipeline import load_parcels, open_source
 
     imagery, parcels_file = small
@@ -395,7 +395,7 @@ def test_a_resumed_job_takes_back_its_checked_parcels_only_from_the_same_file(sm
     underwrite(reference)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        underwrite(out, crash="partitioned_series")
+        underwrite(out, crash="job_series")
     assert "parcels as the interrupted run read and checked them" in underwrite(out)
     assert _data(out) == _data(reference)
     # the same path, one parcel redrawn after the decisions: the parcels are read and checked
@@ -413,6 +413,48 @@ def test_a_resumed_job_takes_back_its_checked_parcels_only_from_the_same_file(sm
     first = str(edited["parcel_id"][0])
     for column in ("area_mu", "parcel_area_mu"):  # the parcel's own, and as decided
         assert area.loc[first, column] == pytest.approx(before.loc[first, column] / 4, rel=0.01)
+
+
+def test_a_job_resumed_past_its_decisions_and_series_does_not_assemble_them(small, tmp_path,
+                                                                           monkeypatch):
+    """Killed while writing its tables, after its decisions and series.nc: the rerun neither
+    computes nor assembles the series (a province's take seconds) and still ends with the
+    outputs and run.json of a job that never stopped; its result reads them back. (A batch
+    too big for one map, as a province: a map needs the series.)"""
+    from agri_3s import job_outputs, partition_job, pipeline
+
+    imagery, parcels = small
+    monkeypatch.setattr(job_outputs, "MAP_MAX_PARCELS", 10)
+
+    def underwrite(out):
+        said = []
+        result = pipeline.underwrite(str(parcels), f"local:{imagery}", SEASON, out=out,
+                                     crop_model=None, partition_px=256, log=said.append)
+        return result, " ".join(said)
+
+    reference, _ = underwrite(tmp_path / "reference")
+    out = tmp_path / "out"
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(job_outputs, "write_table", crash)
+        with pytest.raises(KeyboardInterrupt):
+            underwrite(out)
+
+    def assembled(*args, **kwargs):
+        raise AssertionError("the series were assembled again")
+
+    with monkeypatch.context() as m:
+        m.setattr(partition_job, "run_series", assembled)
+        result, said = underwrite(out)
+    assert "decisions of the interrupted run are reused" in said
+    assert "series.nc of the interrupted run reused" in said
+    assert _data(out) == _data(tmp_path / "reference")
+    assert list(result.series["parcel_id"].values) == list(reference.series["parcel_id"].values)
+    assert np.array_equal(result.series["ndvi_mean"].values, reference.series["ndvi_mean"].values,
+                          equal_nan=True)
 
 
 def test_a_shapefiles_companions_are_part_of_its_identity(tmp_path):

@@ -10,8 +10,9 @@ import pytest
 import shapely
 from affine import Affine
 
-from agri_3s import partitions
-from agri_3s.partitions import cell_edges, partitioned_series, plan_partitions
+from agri_3s import partition_job
+from agri_3s.partition_job import partitioned_series
+from agri_3s.partitions import cell_edges, plan_partitions
 from agri_3s.sources.local import LocalSource
 from agri_3s.testing.builders import write_acquisition
 from agri_3s.timeseries.zonal import parcel_series, pixel_weights
@@ -115,8 +116,8 @@ def test_resume_recomputes_only_missing_damaged_or_changed_parts(archive, tmp_pa
     assert len(parts) > 6 and not messages
 
     calls = []
-    real = partitions.run_partition
-    monkeypatch.setattr(partitions, "run_partition",
+    real = partition_job.run_partition
+    monkeypatch.setattr(partition_job, "run_partition",
                         lambda cube, part, *a, **k: calls.append(part.number) or real(
                             cube, part, *a, **k))
     parts[0].unlink()                                      # a part lost …
@@ -149,8 +150,8 @@ def test_resume_recomputes_only_missing_damaged_or_changed_parts(archive, tmp_pa
     # another code version: everything restarts, and the message says why
     calls.clear()
     messages.clear()
-    version = partitions.code_version()
-    monkeypatch.setattr(partitions, "code_version", lambda: {**version, "agri_3s": "9.9"})
+    version = partition_job.code_version()
+    monkeypatch.setattr(partition_job, "code_version", lambda: {**version, "agri_3s": "9.9"})
     partitioned_series(moved, LocalSource(archive), START, END, work=work, partition_px=32,
                        log=messages.append)
     assert len(calls) == len(plan)
@@ -166,8 +167,8 @@ def test_changed_imagery_restarts_everything(archive, tmp_path, monkeypatch):
     stat = band.stat()
     os.utime(band, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # rewritten
     messages, calls = [], []
-    real = partitions.run_partition
-    monkeypatch.setattr(partitions, "run_partition",
+    real = partition_job.run_partition
+    monkeypatch.setattr(partition_job, "run_partition",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     try:
         partitioned_series(parcels, LocalSource(archive), START, END, work=work,
