@@ -111,17 +111,17 @@ def job_fingerprint(cube: xr.Dataset, source: ImagerySource, params: SeriesParam
             "code": _sha(code_version())}
 
 
-def part_key(job: dict[str, str], part: Partition, parcels: gpd.GeoDataFrame) -> str:
-    """The checkpoint key of ``part`` (``parcels``: its parcels, in the grid's CRS)."""
+def part_key(job: dict[str, str], part: Partition, ids: np.ndarray, wkb: np.ndarray) -> str:
+    """The checkpoint key of ``part`` (``ids``, ``wkb``: the batch's parcel ids and shapes in
+    the grid's CRS as WKB, None where not measured)."""
     h = hashlib.sha256(_sha(job).encode())
     h.update(np.asarray([part.number, *part.rows, *part.cols], np.int64).tobytes())
     h.update(np.ascontiguousarray(part.parcels, np.int64).tobytes())
     # (whole columns at once: a province's parts hash 10⁶ ids and shapes)
-    h.update("\0".join(parcels["parcel_id"].astype(str).to_numpy(dtype=object)).encode())
-    wkb = shapely.to_wkb(parcels.geometry.values.to_numpy())
-    wkb = np.where(pd.isna(wkb), b"\1", wkb)
-    h.update(np.fromiter(map(len, wkb), np.int64, len(wkb)).tobytes())
-    h.update(b"".join(wkb))
+    h.update("\0".join(ids[part.parcels]).encode())
+    shapes = np.where(pd.isna(wkb[part.parcels]), b"\1", wkb[part.parcels])
+    h.update(np.fromiter(map(len, shapes), np.int64, len(shapes)).tobytes())
+    h.update(b"".join(shapes))
     return h.hexdigest()
 
 
@@ -258,13 +258,13 @@ def plan_series(parcels: gpd.GeoDataFrame, source: ImagerySource, start, end, *,
     plan = plan_partitions(measured.geometry.values.to_numpy(), geobox,
                            *cell_edges(cube, partition_px))
     job = job_fingerprint(cube, source, params, partition_px)
-    for part_i, part in enumerate(plan):
-        plan[part_i] = dataclasses.replace(part, key=part_key(job, part,
-                                                              measured.iloc[part.parcels]))
+    ids = measured["parcel_id"].to_numpy(dtype=object)
+    wkb = shapely.to_wkb(measured.geometry.values.to_numpy())  # (once: 36 parts, 10⁶ shapes)
+    plan = [dataclasses.replace(part, key=part_key(job, part, ids, wkb)) for part in plan]
     store = PartStore(Path(work)) if work is not None else None
     todo = _resume(store, plan, job, say) if store is not None else list(plan)
     h = hashlib.sha256(_sha(job).encode())
-    h.update("\0".join(measured["parcel_id"].to_numpy(dtype=object)).encode())
+    h.update("\0".join(ids).encode())
     h.update("".join(p.key for p in plan).encode())
     planned = SeriesPlan(cube, measured, plan, todo, store, params, h.hexdigest(), progress)
     waiting = {p.number for p in todo}
