@@ -135,6 +135,9 @@ def run_worker(method: str, spec: dict, kill_after: float | None = None) -> dict
         [str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(dict(spec, launched=time.time()), f)
+    # each run on a quiet disk: the gigabytes the previous run wrote are flushed first, not
+    # while this one reads and writes
+    os.sync()
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", method,
                              "--spec", f.name], stdout=subprocess.PIPE, env=env, text=True)
