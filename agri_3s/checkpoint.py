@@ -184,10 +184,11 @@ def checkpointed_parcels(parts: Path | None, source, read: Callable[[], pd.DataF
     memory are read every time.
 
     Returns the parcels and what identifies them in a later stage's key: the key they are
-    checkpointed under (it determines them, and costs nothing to hash again), else the table."""
+    checkpointed under (it determines them, and costs nothing to hash again), or the hash of
+    the table given (without ``parts``: the table)."""
     if parts is None or not isinstance(source, (str, Path)) or not Path(source).exists():
         gdf = read()
-        return gdf, gdf
+        return gdf, (gdf if parts is None else content_key(gdf, options, package_fingerprint()))
     key = content_key(file_identity(source), options, package_fingerprint())
     done = load_pickled(parts, "parcels", key)
     if done is not None:

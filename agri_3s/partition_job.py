@@ -36,6 +36,7 @@ import shapely
 import xarray as xr
 
 from .blocks import on_threads
+from .checkpoint import content_key
 from .errors import InputError, require
 from .outputs.export import atomic_path, file_sha256, versions
 from .partitions import (
@@ -230,24 +231,29 @@ class SeriesPlan:
                 self.progress(step, value, total)
 
 
+def open_cube(parcels: gpd.GeoDataFrame, source: ImagerySource, start, end) -> xr.Dataset:
+    """The imagery over the batch's usable parcels from ``start`` to ``end`` (lazy)."""
+    usable = parcels[parcels["validity"] != "rejected"] if "validity" in parcels else parcels
+    if usable.empty:
+        raise InputError("no usable parcel in the batch (all rejected).",
+                         source=parcels.attrs.get("source", "parcels"),
+                         fix="see the validity_reasons column of the output")
+    return source.load(tuple(usable.total_bounds), usable.crs, start, end)
+
+
 def plan_series(parcels: gpd.GeoDataFrame, source: ImagerySource, start, end, *,
-                work: str | Path | None = None,
+                cube: xr.Dataset | None = None, work: str | Path | None = None,
                 partition_px: int | None = DEFAULT_PARTITION_PX,
                 params: SeriesParams = SeriesParams(), progress: Progress | None = None,
                 log: Log | None = None, report: dict | None = None) -> SeriesPlan:
     """The partitions of the series of every parcel over ``[start, end]``, their keys, and
     which of them ``work`` holds checkpointed (None: no checkpoints); says what is resumed.
 
-    ``report`` receives what is done (for ``run.json``): partition size, partitions, how many
-    are resumed and computed."""
+    ``cube``: :func:`open_cube` of the same, if opened already. ``report`` receives what is
+    done (for ``run.json``): partition size, partitions, how many are resumed and computed."""
     say = log or (lambda _msg: None)
     partition_px = partition_px or DEFAULT_PARTITION_PX
-    usable = parcels[parcels["validity"] != "rejected"] if "validity" in parcels else parcels
-    if usable.empty:
-        raise InputError("no usable parcel in the batch (all rejected).",
-                         source=parcels.attrs.get("source", "parcels"),
-                         fix="see the validity_reasons column of the output")
-    cube = source.load(tuple(usable.total_bounds), usable.crs, start, end)
+    cube = open_cube(parcels, source, start, end) if cube is None else cube
     geobox = cube.odc.geobox
     measured = gpd.GeoDataFrame({"parcel_id": parcels["parcel_id"].astype(str).to_numpy()},
                                 geometry=parcels.geometry.to_numpy(), crs=parcels.crs)
@@ -344,18 +350,38 @@ class Deferred:
 
 
 def job_series(parcels: gpd.GeoDataFrame, source: ImagerySource, start, end, *,
-               screen: Callable[[xr.Dataset], xr.Dataset] | None = None,
-               scheduler: str | None = None, **plan) -> tuple[Deferred, str]:
-    """A job's series (``screen``: the job's look screen applied to them), made when first
-    called, and the key that stands for them in the later stages' checkpoints (``plan``: the
-    options of :func:`plan_series`)."""
-    planned = plan_series(parcels, source, start, end, **plan)
+               parcels_key: str | pd.DataFrame, screen: Callable[[xr.Dataset], xr.Dataset] | None = None,
+               scheduler: str | None = None, work: str | Path | None = None,
+               partition_px: int | None = DEFAULT_PARTITION_PX,
+               params: SeriesParams = SeriesParams(), progress: Progress | None = None,
+               log: Log | None = None, report: dict | None = None) -> tuple[Deferred, str]:
+    """A job's series (``screen``: the job's look screen applied to them), planned, computed
+    and assembled when first called (:func:`plan_series`, :func:`run_series`), and the key that
+    stands for them in the later stages' checkpoints.
+
+    The key hashes what determines the series without planning them: the job's fingerprint
+    (imagery, grid and partition size, parameters, code) and ``parcels_key``, which identifies
+    ``parcels`` (the parcels' checkpoint key). A job resumed past every stage that needs the
+    series thus neither plans nor reads its partitions; ``report`` then holds the partitions
+    its interrupted run planned."""
+    partition_px = partition_px or DEFAULT_PARTITION_PX
+    cube = open_cube(parcels, source, start, end)
+    job = job_fingerprint(cube, source, params, partition_px)
+    if report is not None:
+        before = PartStore(Path(work)).job() if work is not None else None
+        planned = (before or {}).get("partitions") if (before or {}).get(
+            "fingerprint") == job else None
+        report.update(partition_px=partition_px, partitions=planned, resumed=planned,
+                      computed=0)
 
     def make() -> xr.Dataset:
-        series = run_series(planned, scheduler=scheduler)
+        plan = plan_series(parcels, source, start, end, cube=cube, work=work,
+                           partition_px=partition_px, params=params, progress=progress,
+                           log=log, report=report)
+        series = run_series(plan, scheduler=scheduler)
         return screen(series) if screen else series
 
-    return Deferred(make), planned.key
+    return Deferred(make), content_key(job, parcels_key)
 
 
 def _resume(store: PartStore, plan: list[Partition], job: dict, say: Log) -> list[Partition]:

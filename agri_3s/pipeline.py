@@ -253,7 +253,7 @@ def underwrite(parcels, imagery, season: Season | str, *, out: str | Path,
     else:
         source = open_source(imagery)
         series, series_key = job_series(
-            judged, source, season.start - LOOKBACK, season.end,
+            judged, source, season.start - LOOKBACK, season.end, parcels_key=gdf_key,
             screen=lambda s: screen_looks(s, screen), scheduler=scheduler,
             work=work.parts if work else None, partition_px=partition_px, progress=progress,
             log=log, report=partitions)
@@ -373,7 +373,8 @@ def assess(parcels, imagery, event: Event | str | Path, *, out: str | Path,
     start = history_start(event, params)  # a year back: each parcel's own bare looks
     end = event.last_day + dt.timedelta(days=post_end + 5)
     partitions: dict = {}
-    series, series_key = job_series(gdf, source, start, end, scheduler=scheduler,
+    series, series_key = job_series(gdf, source, start, end, parcels_key=gdf_key,
+                                    scheduler=scheduler,
                                     work=work.parts if work else None,
                                     partition_px=partition_px, progress=progress, log=log,
                                     report=partitions)

@@ -5,7 +5,7 @@ A job writing to ``--out DIR`` works in ``.DIR.agri3s`` beside it (the *work fol
 * ``lock`` — held with ``flock`` while the job runs; the kernel releases it when the process
   ends, however it ends, so a crashed job never leaves the folder locked. It names the job, its
   pid, host and start time, which a second job on ``DIR`` is told when it is refused.
-* ``parts/`` — the partitions' checkpoints (:mod:`agri_3s.partitions`), kept when a job stops
+* ``parts/`` — the partitions' checkpoints (:mod:`agri_3s.partition_job`), kept when a job stops
   before publishing so that the same command resumes.
 * ``staging/`` — the new outputs, written under their final names (``run.json`` last).
 

@@ -418,12 +418,18 @@ def test_a_resumed_job_takes_back_its_checked_parcels_only_from_the_same_file(sm
 def test_a_job_resumed_past_its_decisions_and_series_does_not_assemble_them(small, tmp_path,
                                                                            monkeypatch):
     """Killed while writing its tables, after its decisions and series.nc: the rerun neither
-    computes nor assembles the series (a province's take seconds) and still ends with the
+    plans, computes nor assembles the series (a province's take seconds) and still ends with the
     outputs and run.json of a job that never stopped; its result reads them back. (A batch
     too big for one map, as a province: a map needs the series.)"""
+    import shutil
+
     from agri_3s import job_outputs, partition_job, pipeline
 
-    imagery, parcels = small
+    given, parcels = small
+    imagery = tmp_path / "imagery"  # (its own: a day of it is rewritten below)
+    imagery.mkdir()
+    for day in given.iterdir():
+        (imagery / day.name).symlink_to(day.resolve())
     monkeypatch.setattr(job_outputs, "MAP_MAX_PARCELS", 10)
 
     def underwrite(out):
@@ -447,14 +453,31 @@ def test_a_job_resumed_past_its_decisions_and_series_does_not_assemble_them(smal
         raise AssertionError("the series were assembled again")
 
     with monkeypatch.context() as m:
+        m.setattr(partition_job, "plan_series", assembled)
         m.setattr(partition_job, "run_series", assembled)
         result, said = underwrite(out)
     assert "decisions of the interrupted run are reused" in said
     assert "series.nc of the interrupted run reused" in said
     assert _data(out) == _data(tmp_path / "reference")
+    # run.json: the partitions its interrupted run planned (and made), none computed again
+    planned = json.loads((tmp_path / "reference" / "run.json").read_text())["partitions"]
+    assert json.loads((out / "run.json").read_text())["partitions"] == {
+        **planned, "resumed": planned["partitions"], "computed": 0}
     assert list(result.series["parcel_id"].values) == list(reference.series["parcel_id"].values)
     assert np.array_equal(result.series["ndvi_mean"].values, reference.series["ndvi_mean"].values,
                           equal_nan=True)
+    # killed there again, then an imagery file rewritten: the series' key (the job's
+    # fingerprint) changes, so nothing decided before is reused
+    with monkeypatch.context() as m:
+        m.setattr(job_outputs, "write_table", crash)
+        with pytest.raises(KeyboardInterrupt):
+            underwrite(out)
+    day = sorted(imagery.iterdir())[-1]
+    real = day.resolve()
+    day.unlink()
+    shutil.copytree(real, day, copy_function=shutil.copy)  # the same bytes, new files
+    _, said = underwrite(out)
+    assert "imagery changed" in said and "of the interrupted run" not in said, said
 
 
 def test_a_shapefiles_companions_are_part_of_its_identity(tmp_path):
