@@ -3,9 +3,10 @@
 The partitions' series are checkpointed by :mod:`agri_3s.partition_job`. After them a job
 decides (verdicts or losses: the crop model, the neighbours and the soil levels need the whole
 batch) and writes its outputs. Both are kept in the work folder's ``parts/`` under a key that
-hashes everything they depend on — the series (by the key of their partitions, which
-determines them: a job resumed past its decisions and ``series.nc`` never assembles them), the
-parcels, the job's parameters and the package's code — so a rerun reads them back only when it would compute the same thing; any
+hashes everything they depend on — the series (by what determines them: the imagery, grid,
+series parameters and code, and the parcels; a job resumed past its decisions and
+``series.nc`` never assembles them), the parcels, the job's parameters and the package's code
+— so a rerun reads them back only when it would compute the same thing; any
 change gives another key and they are recomputed:
 
 * ``parcels.pkl`` + ``parcels.json``: the parcels as read and checked (validation of 10⁶

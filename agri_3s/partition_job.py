@@ -12,10 +12,10 @@ threads), or as one task each on a ``dask.distributed`` cluster, whose results a
 checkpointed here as they arrive (a task lost with a killed worker is rerun by the scheduler;
 each part is written once).
 
-A job first plans its series (:func:`plan_series`: partitions, keys, what is checkpointed),
-then computes and assembles them (:func:`run_series`) only when a later stage needs them: the
-plan's key stands for the series in the later stages' checkpoint keys, so a job resumed past
-its decisions does not read the parts again.
+A job plans its series (:func:`plan_series`: partitions, keys, what is checkpointed), computes
+and assembles them (:func:`run_series`) only when a later stage needs them (:func:`job_series`):
+what determines them — the job's fingerprint and the parcels' key — stands for them in the
+later stages' checkpoint keys, so a job resumed past its decisions does not touch the parts.
 """
 
 from __future__ import annotations
@@ -209,8 +209,7 @@ def _to_dataset(a: dict) -> xr.Dataset:
 @dataclass
 class SeriesPlan:
     """A job's series, planned: the batch's parcels in the grid's CRS, the partitions with
-    their keys, those still to compute, and ``key``, which determines the assembled series (the
-    job's fingerprint, every part's key and the parcels' order)."""
+    their keys and those still to compute."""
 
     cube: xr.Dataset
     measured: gpd.GeoDataFrame
@@ -218,7 +217,6 @@ class SeriesPlan:
     todo: list[Partition]
     store: PartStore | None
     params: SeriesParams
-    key: str
     progress: Progress | None = None
     #: The progress last reported, per step (a bar redrawn is a new bar).
     shown: dict = field(default_factory=dict)
@@ -269,10 +267,7 @@ def plan_series(parcels: gpd.GeoDataFrame, source: ImagerySource, start, end, *,
     plan = [dataclasses.replace(part, key=part_key(job, part, ids, wkb)) for part in plan]
     store = PartStore(Path(work)) if work is not None else None
     todo = _resume(store, plan, job, say) if store is not None else list(plan)
-    h = hashlib.sha256(_sha(job).encode())
-    h.update("\0".join(ids).encode())
-    h.update("".join(p.key for p in plan).encode())
-    planned = SeriesPlan(cube, measured, plan, todo, store, params, h.hexdigest(), progress)
+    planned = SeriesPlan(cube, measured, plan, todo, store, params, progress)
     waiting = {p.number for p in todo}
     planned.show(len(plan) - len(todo), sum(p.n_counted for p in plan
                                             if p.number not in waiting))
